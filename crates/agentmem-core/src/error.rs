@@ -1,0 +1,84 @@
+//! The store's error type.
+
+use crate::types::{AgentId, ConversationId, Kind};
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a store operation can fail with. Each says what was being done
+/// and with what input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A unit with no bytes was offered.
+    #[error("refusing to store an empty {kind} unit: a unit must hold at least one byte")]
+    EmptyUnit {
+        /// Kind of the refused unit.
+        kind: Kind,
+    },
+    /// A unit larger than the configured maximum was offered.
+    #[error("refusing to store a {kind} unit of {size} bytes: the maximum unit size is {max} bytes (StoreBuilder::max_unit_size)")]
+    UnitTooLarge {
+        /// Kind of the refused unit.
+        kind: Kind,
+        /// Its size.
+        size: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// The agent is not registered with this store.
+    #[error("unknown agent {0}: register it with Store::register_agent first")]
+    UnknownAgent(AgentId),
+    /// No unit has this id, or it was released.
+    #[error("unknown unit {id}: it was never stored here or all its references were released")]
+    UnknownUnit {
+        /// The id, in hex.
+        id: String,
+    },
+    /// The agent holds no reference to this unit, so it cannot release it.
+    #[error("{agent} holds no reference to unit {id}")]
+    NotOwner {
+        /// The agent.
+        agent: AgentId,
+        /// The unit, in hex.
+        id: String,
+    },
+    /// No conversation has this id.
+    #[error("unknown {0}: it was never created or was deleted")]
+    UnknownConversation(ConversationId),
+    /// A message index or range is outside the conversation.
+    #[error("{conversation} has {len} messages; {what} is out of range")]
+    OutOfRange {
+        /// The conversation.
+        conversation: ConversationId,
+        /// How many messages it has.
+        len: u64,
+        /// What was asked for.
+        what: String,
+    },
+    /// Compressed data or a dictionary failed to decode: the bytes are
+    /// damaged. Nothing is returned rather than wrong bytes.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was being decoded.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A dictionary offered to the store failed to load.
+    #[error("corrupt {kind} dictionary (version {version}): {detail}")]
+    CorruptDictionary {
+        /// Kind it was for.
+        kind: Kind,
+        /// Its version.
+        version: u32,
+        /// What zstd said.
+        detail: String,
+    },
+    /// The cold tier failed.
+    #[error("cold tier: {0}")]
+    Cold(#[source] std::io::Error),
+    /// An invalid setting was given to the builder.
+    #[error("invalid store setting: {0}")]
+    Config(String),
+}

@@ -1,0 +1,41 @@
+//! # agentmem-core
+//!
+//! The agentmem semantic store as a library.
+//!
+//! Agent memory is held as *semantic memory units* (SMUs): system prompts,
+//! tool definitions, conversation chunks, tool results and blobs. Each unit
+//! is named by a [`ContentId`] — the BLAKE3 hash of its bytes within a dedup
+//! domain — so identical content is stored once and reference counted.
+//! Public content shares one domain; private content is salted per tenant so
+//! that one tenant can never learn by a dedup hit what another stores.
+//!
+//! ## Tiers
+//!
+//! Units live in [`Tier::Hot`] (plain bytes, served without decoding) or
+//! [`Tier::Warm`] (zstd-compressed with a per-kind dictionary trained from the
+//! store's own data). The store holds hot bytes under a hot budget and
+//! hot + warm bytes under a RAM budget; when over, it asks an
+//! [`EvictionPolicy`] for victims and demotes them. Agents that pause or go
+//! idle have their units demoted at once; resuming an agent prefetches its
+//! units back to hot. The [`tier::ColdTier`] trait is the seam for the disk
+//! tier.
+//!
+//! ## Concurrency
+//!
+//! A [`Store`] is a cheap handle (an `Arc` inside) that may be cloned and
+//! used from many threads. All metadata sits behind one mutex; the lock is
+//! held only for lookups and bookkeeping, never while compressing or
+//! decompressing, so a hot `get` is a hash lookup and a reference count
+//! increment.
+
+pub mod clock;
+mod error;
+pub mod policy;
+mod types;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::{Error, Result};
+pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
+pub use types::{
+    AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier, Visibility,
+};
