@@ -31,6 +31,7 @@
 pub mod clock;
 mod error;
 pub mod policy;
+pub mod trace;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
