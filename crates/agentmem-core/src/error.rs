@@ -43,6 +43,15 @@ pub enum Error {
         /// The unit, in hex.
         id: String,
     },
+    /// The agent may not read this unit: it holds no reference to it and
+    /// the unit is not public.
+    #[error("{agent} may not read {id}: it is private to another agent and was not shared with this one")]
+    AccessDenied {
+        /// The agent that asked.
+        agent: AgentId,
+        /// What it asked for.
+        id: String,
+    },
     /// No conversation has this id.
     #[error("unknown {0}: it was never created or was deleted")]
     UnknownConversation(ConversationId),
@@ -81,4 +90,9 @@ pub enum Error {
     /// An invalid setting was given to the builder.
     #[error("invalid store setting: {0}")]
     Config(String),
+}
+impl Error {
+    pub(crate) fn unknown_unit(id: &crate::ContentId) -> Self {
+        Error::UnknownUnit { id: id.to_hex() }
+    }
 }

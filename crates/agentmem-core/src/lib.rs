@@ -29,14 +29,33 @@
 //! increment.
 
 pub mod clock;
+mod codec;
+mod conversation;
 mod error;
 pub mod policy;
 pub mod trace;
+mod similar;
+mod stats;
+mod store;
+pub mod tier;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use codec::DictionaryInfo;
 pub use error::{Error, Result};
 pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
+pub use stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
+pub use store::{
+    AgentInfo, ContentId, ResumeReport, Store, StoreBuilder, UnitInfo, DEFAULT_MAX_UNIT_SIZE,
+};
 pub use types::{
     AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier, Visibility,
 };
+
+/// What most users need, in one import.
+pub mod prelude {
+    pub use crate::{
+        AgentId, AgentState, ContentId, ConversationId, Error, Importance, Kind, ManualClock,
+        PolicyKind, Result, Stats, Store, StoreBuilder, SystemClock, TenantId, Tier, Visibility,
+    };
+}
