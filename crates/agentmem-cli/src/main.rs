@@ -6,6 +6,8 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod data;
+mod util;
 
 #[derive(Debug, Parser)]
 #[command(

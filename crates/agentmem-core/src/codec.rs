@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,9 +23,24 @@ use crate::types::Kind;
 /// best ratio is worth the time.
 pub(crate) const DELTA_LEVEL: i32 = 19;
 
+/// Levels from here on use a fresh context per call.
+const HIGH_LEVEL: i32 = 10;
+
+/// Level for kinds that are written once and shared by many agents (system
+/// prompts, tool definitions): worth the best ratio.
+pub(crate) const SHARED_KIND_LEVEL: i32 = 19;
+
+/// The level to compress `kind` at, given the store's level for the rest.
+pub(crate) fn level_for(kind: Kind, level: i32) -> i32 {
+    match kind {
+        Kind::SystemPrompt | Kind::ToolDefs => level.max(SHARED_KIND_LEVEL),
+        _ => level,
+    }
+}
+
 thread_local! {
-    static CCTX: RefCell<CCtx<'static>> = RefCell::new(CCtx::create());
-    static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
+    static CCTX: RefCell<Cached<CCtx<'static>>> = RefCell::new(Cached { ctx: CCtx::create(), reported: 0 });
+    static DCTX: RefCell<Cached<DCtx<'static>>> = RefCell::new(Cached { ctx: DCtx::create(), reported: 0 });
 }
 
 /// How a warm frame's bytes are encoded.
@@ -88,7 +104,9 @@ impl Dictionary {
             detail: detail.to_string(),
         };
         if zstd_safe::get_dict_id(&raw).is_none() {
-            return Err(corrupt("not a zstd dictionary (no magic number or dictionary id)"));
+            return Err(corrupt(
+                "not a zstd dictionary (no magic number or dictionary id)",
+            ));
         }
         let cdict = CDict::try_create(&raw, level)
             .ok_or_else(|| corrupt("zstd could not load it for compression"))?;
@@ -98,13 +116,17 @@ impl Dictionary {
         // lazily: prove it on a probe now rather than on user data later.
         let probe = b"agentmem dictionary probe: {\"role\":\"user\",\"content\":\"hello\"}";
         let mut out = Vec::with_capacity(zstd_safe::compress_bound(probe.len()));
-        CCTX.with(|c| c.borrow_mut().compress_using_cdict(&mut out, probe, &cdict))
+        CCtx::create()
+            .compress_using_cdict(&mut out, probe, &cdict)
             .map_err(|code| corrupt(zstd_safe::get_error_name(code)))?;
         let mut back = Vec::with_capacity(probe.len());
-        DCTX.with(|d| d.borrow_mut().decompress_using_ddict(&mut back, &out, &ddict))
+        DCtx::create()
+            .decompress_using_ddict(&mut back, &out, &ddict)
             .map_err(|code| corrupt(zstd_safe::get_error_name(code)))?;
         if back != probe {
-            return Err(corrupt("round trip through the dictionary changed the bytes"));
+            return Err(corrupt(
+                "round trip through the dictionary changed the bytes",
+            ));
         }
         Ok(Dictionary {
             kind,
@@ -116,6 +138,72 @@ impl Dictionary {
     }
 }
 
+impl Dictionary {
+    /// Bytes zstd holds for this dictionary: its prepared compression and
+    /// decompression forms (each keeps its own copy of the content).
+    pub fn memory(&self) -> usize {
+        self.cdict.sizeof() + self.ddict.sizeof()
+    }
+}
+
+/// Whether dictionaries help a kind. System prompts and tool definitions
+/// are few, large and shared: they get the highest level and deltas instead.
+pub(crate) fn trains(kind: Kind) -> bool {
+    !matches!(kind, Kind::SystemPrompt | Kind::ToolDefs)
+}
+
+/// Bytes held by this thread's cached compression and decompression
+/// contexts, summed over threads.
+static CONTEXT_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes the cached zstd contexts of all threads hold.
+pub(crate) fn context_memory() -> usize {
+    CONTEXT_BYTES.load(Ordering::Relaxed)
+}
+
+/// A cached context that keeps [`CONTEXT_BYTES`] current.
+struct Cached<C> {
+    ctx: C,
+    reported: usize,
+}
+
+impl<C> Cached<C> {
+    fn report(&mut self, now: usize) {
+        if now >= self.reported {
+            CONTEXT_BYTES.fetch_add(now - self.reported, Ordering::Relaxed);
+        } else {
+            CONTEXT_BYTES.fetch_sub(self.reported - now, Ordering::Relaxed);
+        }
+        self.reported = now;
+    }
+}
+
+impl<C> Drop for Cached<C> {
+    fn drop(&mut self) {
+        CONTEXT_BYTES.fetch_sub(self.reported, Ordering::Relaxed);
+    }
+}
+
+fn with_cctx<R>(f: impl FnOnce(&mut CCtx<'static>) -> R) -> R {
+    CCTX.with(|c| {
+        let mut c = c.borrow_mut();
+        let r = f(&mut c.ctx);
+        let size = c.ctx.sizeof();
+        c.report(size);
+        r
+    })
+}
+
+fn with_dctx<R>(f: impl FnOnce(&mut DCtx<'static>) -> R) -> R {
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        let r = f(&mut d.ctx);
+        let size = d.ctx.sizeof();
+        d.report(size);
+        r
+    })
+}
+
 /// Train a dictionary of at most `max_size` bytes from `samples`.
 pub(crate) fn train(samples: &[u8], sizes: &[usize], max_size: usize) -> Option<Vec<u8>> {
     zstd::dict::from_continuous(samples, sizes, max_size).ok()
@@ -125,16 +213,21 @@ pub(crate) fn train(samples: &[u8], sizes: &[usize], max_size: usize) -> Option<
 /// instead when compression does not save at least 1/16 of the size.
 pub(crate) fn compress(data: &[u8], level: i32, dict: Option<&Dictionary>) -> Frame {
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
-    let res = CCTX.with(|c| {
-        let mut c = c.borrow_mut();
-        match dict {
-            Some(d) => c.compress_using_cdict(&mut out, data, &d.cdict),
-            None => c.compress(&mut out, data, level),
-        }
-    });
+    let mut run = |c: &mut CCtx<'static>| match dict {
+        Some(d) => c.compress_using_cdict(&mut out, data, &d.cdict),
+        None => c.compress(&mut out, data, level),
+    };
+    // High levels get a context of their own (see compress_delta).
+    let res = if level >= HIGH_LEVEL {
+        run(&mut CCtx::create())
+    } else {
+        with_cctx(run)
+    };
     match res {
         Ok(n) if n + n / 16 < data.len() => Frame {
-            bytes: Bytes::from(out),
+            // Copy into an exact-size allocation: the compression buffer
+            // is sized for the worst case and would keep that much alive.
+            bytes: Bytes::copy_from_slice(&out),
             encoding: Encoding::Zstd {
                 dict: dict.map_or(0, |d| d.version),
             },
@@ -151,12 +244,12 @@ pub(crate) fn compress(data: &[u8], level: i32, dict: Option<&Dictionary>) -> Fr
 /// Compress `data` as a delta against `reference`.
 pub(crate) fn compress_delta(data: &[u8], reference: &[u8]) -> Option<Bytes> {
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
-    CCTX.with(|c| {
-        c.borrow_mut()
-            .compress_using_dict(&mut out, data, reference, DELTA_LEVEL)
-    })
-    .ok()?;
-    Some(Bytes::from(out))
+    // A context of its own, dropped afterwards: high levels grow a large
+    // workspace that a cached context would keep for the thread's life.
+    CCtx::create()
+        .compress_using_dict(&mut out, data, reference, DELTA_LEVEL)
+        .ok()?;
+    Some(Bytes::copy_from_slice(&out))
 }
 
 /// Decode a frame of `len` plain bytes. `dict` must be the dictionary the
@@ -181,22 +274,24 @@ pub(crate) fn decompress(
         return Ok(frame.bytes.to_vec());
     }
     let mut out = Vec::with_capacity(len);
-    let res = DCTX.with(|d| {
-        let mut d = d.borrow_mut();
-        match (frame.encoding, dict, reference) {
-            (Encoding::Zstd { dict: 0 }, _, _) => d.decompress(&mut out, &frame.bytes),
-            (Encoding::Zstd { .. }, Some(dict), _) => {
-                d.decompress_using_ddict(&mut out, &frame.bytes, &dict.ddict)
-            }
-            (Encoding::Delta, _, Some(r)) => d.decompress_using_dict(&mut out, &frame.bytes, r),
-            _ => Err(usize::MAX),
+    let res = with_dctx(|d| match (frame.encoding, dict, reference) {
+        (Encoding::Zstd { dict: 0 }, _, _) => d.decompress(&mut out, &frame.bytes),
+        (Encoding::Zstd { .. }, Some(dict), _) => {
+            d.decompress_using_ddict(&mut out, &frame.bytes, &dict.ddict)
         }
+        (Encoding::Delta, _, Some(r)) => d.decompress_using_dict(&mut out, &frame.bytes, r),
+        _ => Err(usize::MAX),
     });
     match res {
         Ok(n) if n == len => Ok(out),
         Ok(n) => Err(corrupt(format!("decoded {n} bytes, expected {len}"))),
-        Err(usize::MAX) => Err(corrupt("the dictionary or reference it needs is missing".into())),
-        Err(code) => Err(corrupt(format!("zstd: {}", zstd_safe::get_error_name(code)))),
+        Err(usize::MAX) => Err(corrupt(
+            "the dictionary or reference it needs is missing".into(),
+        )),
+        Err(code) => Err(corrupt(format!(
+            "zstd: {}",
+            zstd_safe::get_error_name(code)
+        ))),
     }
 }
 
@@ -268,7 +363,12 @@ mod tests {
     #[test]
     fn corrupt_dictionaries_are_refused() {
         assert!(matches!(
-            Dictionary::load(Kind::Blob, 1, Bytes::from_static(b"definitely not a dictionary"), 3),
+            Dictionary::load(
+                Kind::Blob,
+                1,
+                Bytes::from_static(b"definitely not a dictionary"),
+                3
+            ),
             Err(Error::CorruptDictionary { .. })
         ));
         let (all, sizes) = sample_messages(2000);
@@ -286,9 +386,16 @@ mod tests {
     #[test]
     fn wrong_dictionary_never_yields_bytes() {
         let (all, sizes) = sample_messages(2000);
-        let d1 = Dictionary::load(Kind::Blob, 1, train(&all, &sizes, 8192).unwrap().into(), 3).unwrap();
+        let d1 =
+            Dictionary::load(Kind::Blob, 1, train(&all, &sizes, 8192).unwrap().into(), 3).unwrap();
         let (all2, sizes2) = sample_messages(1500);
-        let d2 = Dictionary::load(Kind::Blob, 2, train(&all2, &sizes2, 4096).unwrap().into(), 3).unwrap();
+        let d2 = Dictionary::load(
+            Kind::Blob,
+            2,
+            train(&all2, &sizes2, 4096).unwrap().into(),
+            3,
+        )
+        .unwrap();
         let msg = &all[..sizes[0]];
         let f = compress(msg, 3, Some(&d1));
         // The frame names dictionary 1's id; decoding with 2 must fail.
@@ -309,7 +416,9 @@ mod tests {
 
     #[test]
     fn delta_against_reference_round_trips() {
-        let base: Vec<u8> = (0..400).flat_map(|i| format!("line {i} of the system prompt\n").into_bytes()).collect();
+        let base: Vec<u8> = (0..400)
+            .flat_map(|i| format!("line {i} of the system prompt\n").into_bytes())
+            .collect();
         let mut variant = base.clone();
         variant.extend_from_slice(b"one more rule at the end\n");
         let d = compress_delta(&variant, &base).unwrap();
@@ -318,7 +427,10 @@ mod tests {
             bytes: d,
             encoding: Encoding::Delta,
         };
-        assert_eq!(decompress(&f, variant.len(), None, Some(&base)).unwrap(), variant);
+        assert_eq!(
+            decompress(&f, variant.len(), None, Some(&base)).unwrap(),
+            variant
+        );
         assert!(decompress(&f, variant.len(), None, None).is_err());
     }
 }

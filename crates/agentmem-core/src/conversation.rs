@@ -20,8 +20,14 @@ pub(crate) const CHUNK_MAX_MESSAGES: usize = 64;
 
 /// Number of messages in an encoded chunk.
 pub(crate) fn count(chunk: &[u8]) -> Result<usize> {
-    let n = read_u32(chunk, chunk.len().checked_sub(4).ok_or_else(|| bad("too short"))?)? as usize;
-    if n.checked_mul(4).and_then(|t| t.checked_add(4)).is_none_or(|t| t > chunk.len()) {
+    let n = read_u32(
+        chunk,
+        chunk.len().checked_sub(4).ok_or_else(|| bad("too short"))?,
+    )? as usize;
+    if n.checked_mul(4)
+        .and_then(|t| t.checked_add(4))
+        .is_none_or(|t| t > chunk.len())
+    {
         return Err(bad("message count larger than the chunk"));
     }
     Ok(n)
@@ -102,7 +108,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for g in [&b""[..], b"\x01", b"\xff\xff\xff\xff", b"ab\x05\x00\x00\x00\x01\x00\x00\x00"] {
+        for g in [
+            &b""[..],
+            b"\x01",
+            b"\xff\xff\xff\xff",
+            b"ab\x05\x00\x00\x00\x01\x00\x00\x00",
+        ] {
             let _ = count(g);
             let _ = message_range(g, 0);
         }

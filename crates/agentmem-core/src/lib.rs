@@ -33,11 +33,11 @@ mod codec;
 mod conversation;
 mod error;
 pub mod policy;
-pub mod trace;
 mod similar;
 mod stats;
 mod store;
 pub mod tier;
+pub mod trace;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -7,7 +7,7 @@ pub(crate) const MIN_DELTA_SIZE: usize = 4 * 1024;
 /// Hashes kept per sketch.
 const K: usize = 64;
 /// Estimated Jaccard similarity above which a delta is tried.
-pub(crate) const MIN_SIMILARITY: f64 = 0.3;
+pub(crate) const MIN_SIMILARITY: f64 = 0.1;
 
 /// The `K` smallest hashes of a unit's pieces, sorted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +70,13 @@ mod tests {
     #[test]
     fn similar_texts_score_high_and_different_ones_low() {
         let a = text((0..300).map(|i| format!("rule {i}: be careful")));
-        let b = text((0..300).map(|i| if i % 10 == 0 { format!("changed {i}") } else { format!("rule {i}: be careful") }));
+        let b = text((0..300).map(|i| {
+            if i % 10 == 0 {
+                format!("changed {i}")
+            } else {
+                format!("rule {i}: be careful")
+            }
+        }));
         let c = text((0..300).map(|i| format!("something else entirely {i}")));
         let (sa, sb, sc) = (Sketch::of(&a), Sketch::of(&b), Sketch::of(&c));
         assert!(sa.similarity(&sb) > 0.6, "{}", sa.similarity(&sb));

@@ -97,12 +97,12 @@ pub struct Stats {
     pub agents: Vec<AgentStats>,
     /// Trained dictionaries.
     pub dictionaries: Vec<DictionaryInfo>,
-    /// Bytes the dictionaries occupy (raw size; zstd holds about twice that
-    /// again in prepared tables, counted in `overhead_bytes`).
+    /// Bytes the dictionaries occupy (raw size; zstd's prepared tables for
+    /// them are counted in `overhead_bytes`).
     pub dictionary_bytes: u64,
     /// Estimated bytes of bookkeeping: unit records, indexes, agents,
-    /// conversations, sketches, samples awaiting training, prepared
-    /// dictionaries.
+    /// conversations, sketches, samples awaiting training, zstd's prepared
+    /// dictionaries and cached compression contexts.
     pub overhead_bytes: u64,
     /// Everything the store holds in RAM: hot + warm + dictionaries +
     /// overhead. This is what the store's accounting says its resident
