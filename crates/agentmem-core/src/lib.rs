@@ -9,6 +9,21 @@
 //! Public content shares one domain; private content is salted per tenant so
 //! that one tenant can never learn by a dedup hit what another stores.
 //!
+//! ```
+//! use agentmem_core::prelude::*;
+//!
+//! let store = Store::builder().ram_budget(64 << 20).build()?;
+//! let agent = store.register_agent("coder-1", &TenantId::new("alice"), Importance::default())?;
+//! let prompt = store.put(agent, Kind::SystemPrompt, b"You are a careful agent.", Visibility::Public)?;
+//! let conv = store.create_conversation(agent)?;
+//! store.append(conv, br#"{"role":"user","content":"hi"}"#)?;
+//! store.pause(agent)?; // its units are compressed now
+//! store.resume(agent)?; // and back in RAM
+//! assert_eq!(&store.read_last(conv, 1)?[0][..], br#"{"role":"user","content":"hi"}"#);
+//! assert_eq!(&store.get(&prompt)?[..], b"You are a careful agent.");
+//! # Ok::<(), agentmem_core::Error>(())
+//! ```
+//!
 //! ## Tiers
 //!
 //! Units live in [`Tier::Hot`] (plain bytes, served without decoding) or

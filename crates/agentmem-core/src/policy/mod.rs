@@ -6,7 +6,7 @@
 //! agent's change of state; when the tier is over budget it asks for victims.
 //!
 //! One file per policy; every policy passes the conformance suite in
-//! [`conformance`] (run for each of them in this module's tests).
+//! `conformance` (a test module) (run for each of them in this module's tests).
 
 use std::fmt;
 use std::str::FromStr;
@@ -66,7 +66,7 @@ pub struct AgentView {
 
 /// An eviction policy for one tier.
 ///
-/// Contract (checked by [`conformance`]):
+/// Contract (checked by `conformance` (a test module)):
 /// - `insert` is called for a key that is not tracked; afterwards it is.
 ///   Calling it for a tracked key counts as an access.
 /// - `access` on a tracked key refreshes it; on an untracked key it does nothing.
