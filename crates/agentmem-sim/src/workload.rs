@@ -1,0 +1,1 @@
+//! Agent workload generator (placeholder replaced below).
