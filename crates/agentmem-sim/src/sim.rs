@@ -45,8 +45,12 @@ fn replay<P: SimPolicy>(trace: &Trace, mut p: P) -> (u64, u64, u64) {
             }
             continue;
         }
+        let hit = p.request(r);
+        if r.op.is_write() {
+            continue;
+        }
         bytes += u64::from(r.size);
-        if !p.request(r) {
+        if !hit {
             misses += 1;
             miss_bytes += u64::from(r.size);
         }

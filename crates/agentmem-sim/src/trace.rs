@@ -76,9 +76,16 @@ impl Op {
         }
     }
 
-    /// Whether the simulator counts this record as a request.
+    /// Whether the simulator replays this record (reads and writes).
     pub const fn is_request(self) -> bool {
         !matches!(self, Op::Release | Op::AgentState)
+    }
+
+    /// Whether this record writes new content: the simulator places the
+    /// unit in the cache (write-allocate) without counting a request or a
+    /// miss, since a store never fetches what it is given.
+    pub const fn is_write(self) -> bool {
+        matches!(self, Op::Put | Op::Append)
     }
 }
 
@@ -469,7 +476,7 @@ pub struct Trace {
     pub reqs: Vec<Req>,
     /// Number of distinct objects.
     pub objects: usize,
-    /// Number of requests (records that are requests).
+    /// Number of requests: replayed records that are not writes.
     pub requests: u64,
     /// Sum of the distinct objects' sizes (their last seen size).
     pub footprint_bytes: u64,
@@ -507,7 +514,9 @@ impl Trace {
         for r in records {
             agent_aware |= r.agent != NO_AGENT;
             let id = if r.op.is_request() {
-                requests += 1;
+                if !r.op.is_write() {
+                    requests += 1;
+                }
                 let next_id = ids.len() as u32;
                 let id = *ids.entry(r.obj).or_insert(next_id);
                 if id as usize == sizes.len() {
