@@ -10,8 +10,8 @@
 //! tails (least recent units) of a few groups: the group holding the global
 //! LRU unit, the group the last victim came from (so an agent that is a good
 //! victim is emptied rather than every agent losing a little), the shared
-//! group, for each agent state the agents that entered it first and last,
-//! and [`SAMPLED_GROUPS`] groups drawn at random. Each candidate's features
+//! group, for each agent state the agent longest in it, and
+//! [`SAMPLED_GROUPS`] groups drawn at random. Each candidate's features
 //! are scored by the model and the one least likely to be requested within
 //! the horizon leaves. With no agents in the trace there is one group, so the
 //! policy is exactly LRU: agent knowledge is the only thing it adds.
@@ -53,10 +53,9 @@ use crate::policy::{DList, Node, NIL};
 /// Groups drawn at random per decision, besides the fixed candidates.
 pub const SAMPLED_GROUPS: usize = 2;
 /// Candidate groups per decision, at most: the random ones, the global LRU
-/// unit's, the last victim's, the shared group, per agent state the agent
-/// longest in it, and for the short waits (model, tool) also the agent
-/// newest in it.
-const MAX_CANDIDATES: usize = SAMPLED_GROUPS + 3 + STATE_SETS + 2;
+/// unit's, the last victim's, the shared group, and per agent state the
+/// agent longest in it.
+const MAX_CANDIDATES: usize = SAMPLED_GROUPS + 3 + STATE_SETS;
 /// Agent states plus "state not told yet".
 const STATE_SETS: usize = 7;
 /// Training snapshots waiting for their label, at most.
@@ -76,6 +75,9 @@ const F_SIZE: usize = 27;
 const F_RESIDUAL: usize = 28;
 const F_UNIT_GAP: usize = 29;
 
+/// Prior log-odds step between neighbouring ranks of
+/// [`AgentState::eviction_rank`].
+const PRIOR_STATE_STEP: f32 = 1.0;
 /// Learning rate of the gradient steps.
 const LEARNING_RATE: f32 = 0.05;
 /// Weight of each new sample in the running means (horizon, pause lengths).
@@ -98,6 +100,12 @@ impl Default for ReuseModel {
         w[F_BIAS] = 1.0;
         w[F_AGE] = -2.0;
         w[F_RESIDUAL] = -2.0;
+        // And the store's semantic ranking as the prior on agent state:
+        // parked agents' units least likely back, shared units most.
+        for st in AgentState::ALL {
+            w[F_STATE + st as usize] = (f32::from(st.eviction_rank()) - 3.0) * PRIOR_STATE_STEP;
+        }
+        w[F_SHARED] = 3.0 * PRIOR_STATE_STEP;
         ReuseModel { w, trained: 0 }
     }
 }
@@ -137,7 +145,23 @@ impl ReuseModel {
 /// `ln(1 + t / h)`: a time relative to the horizon, on a log scale.
 #[inline]
 fn rel(t: f64, h: f64) -> f32 {
-    ((t.max(0.0) / h) as f32).ln_1p()
+    fast_ln1p((t.max(0.0) / h) as f32)
+}
+
+/// `ln(1 + x)` for `x >= 0` to about 0.5%: the exponent of the float plus a
+/// quadratic for the mantissa's log. A feature needs no more, and the
+/// library `ln_1p` was most of a decision's cost.
+#[inline]
+fn fast_ln1p(x: f32) -> f32 {
+    let y = 1.0 + x.max(0.0);
+    if !y.is_finite() {
+        return 88.0; // ln(f32::MAX)
+    }
+    let bits = y.to_bits();
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let log2 = exponent as f32 + (-0.344_845 * m + 2.024_658) * m - 1.674_877;
+    log2 * std::f32::consts::LN_2
 }
 
 #[derive(Debug, Clone)]
@@ -275,7 +299,8 @@ pub struct LearnedPolicy {
     group_of: HashMap<u32, u32>,
     nonempty: Vec<u32>,
     /// Non-empty agent groups by state (index 6: state unknown), newest
-    /// first: a group is put at the head when it enters the set.
+    /// first: a group is put at the head when it enters the set, so the tail
+    /// is (nearly always) the agent longest in that state.
     by_state: [DList; STATE_SETS],
     state_links: Vec<Node>,
     sticky: u32,
@@ -535,9 +560,9 @@ impl LearnedPolicy {
         }
         s.last = unit.now.0;
         s.freq = s.freq.saturating_add(1);
-        s.freq_feature = (s.freq as f32).ln_1p() / 3.0;
+        s.freq_feature = fast_ln1p(s.freq as f32) / 3.0;
         if s.size != unit.size || !tracked {
-            s.size_feature = (unit.size as f32).ln_1p() / 16.0;
+            s.size_feature = fast_ln1p(unit.size as f32) / 16.0;
         }
         s.size = unit.size;
         s.kind = unit.kind as u8;
@@ -559,7 +584,7 @@ impl LearnedPolicy {
         let mut x = [0.0f32; FEATURES];
         x[F_BIAS] = 1.0;
         x[F_AGE] = rel(elapsed as f64, h);
-        x[F_FREQ] = 1.0f32.ln_1p() / 3.0;
+        x[F_FREQ] = fast_ln1p(1.0) / 3.0;
         x[F_KIND + Kind::Conversation as usize] = 1.0;
         x[F_STATE + i] = 1.0;
         x[F_ELAPSED + i] = x[F_AGE];
@@ -656,11 +681,8 @@ impl EvictionPolicy for LearnedPolicy {
         if self.groups[0].list.len > 0 {
             add(0, &mut cands);
         }
-        for (i, set) in self.by_state.iter().enumerate() {
+        for set in &self.by_state {
             add(set.tail, &mut cands);
-            if i == AgentState::WaitingForModel as usize || i == AgentState::RunningTool as usize {
-                add(set.head, &mut cands);
-            }
         }
         for _ in 0..SAMPLED_GROUPS.min(self.nonempty.len()) {
             let i = (self.next_random() % self.nonempty.len() as u64) as usize;
@@ -756,6 +778,19 @@ mod tests {
             owner: Some(AgentId(k % 5)),
             now: Timestamp(u64::from(k)),
         }
+    }
+
+    #[test]
+    fn fast_ln1p_is_close() {
+        for i in 0..2000 {
+            let x = (i as f32 * 0.37).powf(2.5);
+            let (fast, exact) = (fast_ln1p(x), x.ln_1p());
+            assert!(
+                (fast - exact).abs() <= 0.01 + 0.005 * exact,
+                "{x}: {fast} vs {exact}"
+            );
+        }
+        assert!(fast_ln1p(f32::INFINITY).is_finite());
     }
 
     #[test]

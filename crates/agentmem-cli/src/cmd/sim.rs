@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use agentmem_sim::{simulate, PolicyName, Report, SimResult, Trace, TraceFormat, Unit};
-use anyhow::Context;
 
 /// Arguments of `agentmem sim`.
 #[derive(Debug, clap::Args)]
@@ -104,8 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             Unit::Objects => "objects",
             Unit::Bytes => "bytes",
         };
-        agentmem_sim::chart::draw(chart, &name, unit_label, &results)
-            .with_context(|| format!("drawing {}", chart.display()))?;
+        agentmem_sim::chart::draw(chart, &name, unit_label, &results)?;
     }
     if args.json {
         let report = Report {
