@@ -30,7 +30,7 @@
 //!
 //! | what | median | σ | why |
 //! |---|---|---|---|
-//! | model latency | 2.5 s | 0.6 | the conversations' own `generation_time_seconds` cluster at 1–6 s |
+//! | model latency | 3.9 s | 0.6 | fitted to the 804 `generation_time_seconds` in the shared conversations (median 3.85 s, 90th percentile 8.3 s) |
 //! | tool time | 0.4 s | 1.0 | API lookups, mostly sub-second with a long tail |
 //! | human think time | 20 s | 0.8 | reading a reply and typing one or two sentences |
 //! | long pause (15% of human turns) | 20 min | 1.0 | the person left: meetings, lunch |
@@ -169,7 +169,7 @@ pub struct WorkloadConfig {
     pub sessions_per_agent: u32,
     /// Agents start uniformly within this many seconds. Default: 60.
     pub start_spread_s: f64,
-    /// Model latency. Default: median 2.5 s, σ 0.6.
+    /// Model latency. Default: median 3.9 s, σ 0.6.
     pub model_latency: LogNormal,
     /// Tool run time. Default: median 0.4 s, σ 1.0.
     pub tool_time: LogNormal,
@@ -192,7 +192,7 @@ impl Default for WorkloadConfig {
             sessions_per_agent: 3,
             start_spread_s: 60.0,
             model_latency: LogNormal {
-                median_s: 2.5,
+                median_s: 3.9,
                 sigma: 0.6,
             },
             tool_time: LogNormal {

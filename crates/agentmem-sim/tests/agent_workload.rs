@@ -39,9 +39,9 @@ fn learned_beats_lru_on_generated_agent_traces() {
             belady <= learned,
             "{pct}%: belady {belady} > learned {learned}"
         );
-        // Measured 27% fewer at both sizes with this seed; demand 15%.
+        // Measured 37% and 35% fewer with this seed; demand the 20%.
         assert!(
-            learned * 100 <= lru * 85,
+            learned * 100 <= lru * 80,
             "{pct}%: learned {learned} vs lru {lru}"
         );
     }
