@@ -24,12 +24,18 @@ struct Cli {
 enum Command {
     /// Replay real agent data for many agents and measure their memory.
     Simulate(cmd::simulate::Args),
+    /// Replay a trace against eviction policies and report miss ratios.
+    Sim(cmd::sim::Args),
+    /// Generate an agent-aware trace from real conversations.
+    TraceGen(cmd::tracegen::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
+        Command::TraceGen(args) => cmd::tracegen::run(args),
     };
     match result {
         Ok(code) => code,
