@@ -34,7 +34,7 @@
 //! ## Reconnecting
 //!
 //! If the connection breaks, the call that noticed returns
-//! [`ClientError::Disconnected`] (it is not retried: a put or append may or
+//! [`ClientError::Disconnected`] or [`ClientError::Closed`] (it is not retried: a put or append may or
 //! may not have happened) and the next call connects again with the same
 //! agent name; the daemon gives back the same agent, with its units, if it
 //! comes back within the daemon's grace time.
@@ -97,6 +97,10 @@ pub enum ClientError {
     /// The connection broke during this call; the next call reconnects.
     #[error("connection to agentmemd lost: {0}")]
     Disconnected(#[source] io::Error),
+    /// The daemon closed the connection and said why (it is shutting down,
+    /// or it rejected bytes this client sent); the next call reconnects.
+    #[error("agentmemd closed the connection ({:?}): {}", .0.code, .0.message)]
+    Closed(ErrorReply),
     /// The daemon sent bytes this client cannot decode.
     #[error("protocol error talking to agentmemd: {0}")]
     Protocol(#[from] ProtoError),
@@ -126,7 +130,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Remote { code, .. } => Some(*code),
-            ClientError::Refused(r) => Some(r.code),
+            ClientError::Refused(r) | ClientError::Closed(r) => Some(r.code),
             _ => None,
         }
     }
@@ -517,7 +521,7 @@ impl Client {
             let mut out = Vec::with_capacity(frames.len());
             for f in &frames {
                 let (id, reply) = conn.read_frame()?;
-                check_id(id, f.id)?;
+                check_id(id, f.id, &reply)?;
                 out.push(match reply {
                     Reply::Plain(r) => r,
                     // A pipelined caller gets the bytes copied out; the
@@ -537,7 +541,7 @@ impl Client {
             let conn = self.ensure()?;
             conn.send(&[ClientFrame { id, request }])?;
             let (got, reply) = conn.read_frame()?;
-            check_id(got, id)?;
+            check_id(got, id, &reply)?;
             Ok(reply)
         })();
         self.after(res)
@@ -548,7 +552,10 @@ impl Client {
         if let Err(e) = &res {
             if matches!(
                 e,
-                ClientError::Disconnected(_) | ClientError::Protocol(_) | ClientError::Segment(_)
+                ClientError::Disconnected(_)
+                    | ClientError::Closed(_)
+                    | ClientError::Protocol(_)
+                    | ClientError::Segment(_)
             ) {
                 self.conn = None;
             }
@@ -566,7 +573,14 @@ impl Client {
     }
 }
 
-fn check_id(got: u64, want: u64) -> Result<()> {
+/// Check that a frame answers request `want`; a frame for the connection
+/// (id 0) is the daemon's last word before it closes.
+fn check_id(got: u64, want: u64, reply: &Reply) -> Result<()> {
+    if got == agentmem_proto::CONNECTION_ID {
+        if let Reply::Plain(Response::Error(e)) = reply {
+            return Err(ClientError::Closed(e.clone()));
+        }
+    }
     if got != want {
         return Err(ClientError::Protocol(ProtoError::Malformed {
             what: "response",
@@ -943,12 +957,15 @@ impl AsyncClient {
             let conn = self.ensure().await?;
             conn.send(&[ClientFrame { id, request }]).await?;
             let (got, reply) = conn.read_frame().await?;
-            check_id(got, id)?;
+            check_id(got, id, &reply)?;
             Ok(reply)
         }
         .await;
         if let Err(
-            ClientError::Disconnected(_) | ClientError::Protocol(_) | ClientError::Segment(_),
+            ClientError::Disconnected(_)
+            | ClientError::Closed(_)
+            | ClientError::Protocol(_)
+            | ClientError::Segment(_),
         ) = &res
         {
             self.conn = None;
