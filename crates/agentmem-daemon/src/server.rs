@@ -157,6 +157,9 @@ enum Close {
     Timeout,
     /// The daemon is stopping.
     Shutdown,
+    /// The handshake was refused (bad token, agent already connected,
+    /// connection limit).
+    Refused(String),
 }
 
 /// Undecoded bytes of one connection.
@@ -273,6 +276,7 @@ fn log_close(peer: &Peer, session: Option<&Session>, close: Close, when: &str) {
         Close::Proto(e) => tracing::warn!(
             "connection from {who}{agent} closed{when}: protocol error: {e}"
         ),
+        Close::Refused(why) => tracing::info!("connection from {who} refused: {why}"),
         Close::Timeout => {
             tracing::warn!("connection from {who} closed: no hello within the handshake timeout")
         }
@@ -329,10 +333,7 @@ async fn handshake(
         Err(reply) => {
             let msg = reply.message.clone();
             let _ = send_refusal(stream, reply).await;
-            return Err(Close::Io(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                msg,
-            )));
+            return Err(Close::Refused(msg));
         }
     };
     let max_frame = hello.max_frame.min(svc.cfg.max_frame);

@@ -838,6 +838,58 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// The fuzz target's checks on deterministic mutations of valid
+    /// streams, so every test run exercises the decoders on bad bytes
+    /// (`fuzz/` explores further with coverage guidance).
+    #[test]
+    fn mutated_streams_never_panic() {
+        let mut valid = frame(&Hello::new("mutant"));
+        valid.extend(frame(&ClientFrame {
+            id: 9,
+            request: Request::Put {
+                kind: Kind::SystemPrompt,
+                visibility: Visibility::Public,
+                data: ByteBuf::from(b"You are careful.".to_vec()),
+            },
+        }));
+        valid.extend(frame(&ClientFrame {
+            id: 10,
+            request: Request::ReadMessages {
+                conversation: 1,
+                start: 0,
+                end: u64::MAX,
+            },
+        }));
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut m = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % m.len();
+                match next() % 3 {
+                    0 => m[i] = next() as u8,
+                    1 => m.truncate(i),
+                    _ => m.insert(i, next() as u8),
+                }
+                if m.is_empty() {
+                    break;
+                }
+            }
+            let _ = decode_client_stream(&m, MIN_MAX_FRAME);
+            if m.len() > HEADER_LEN {
+                let _ = decode_request(&m[HEADER_LEN..]);
+                let _ = decode_response(&m[HEADER_LEN..]);
+                let _ = decode_hello(&m[HEADER_LEN..]);
+                let _ = decode_handshake_reply(&m[HEADER_LEN..]);
+            }
+        }
+    }
+
     #[test]
     fn client_stream_decodes_hello_then_requests() {
         let mut bytes = frame(&Hello::new("x"));
