@@ -258,6 +258,32 @@ impl Request {
         }
     }
 
+    /// The variant number (its index in [`Request::NAMES`]).
+    pub fn tag(&self) -> usize {
+        match self {
+            Request::Ping => 0,
+            Request::Put { .. } => 1,
+            Request::Get { .. } => 2,
+            Request::Share { .. } => 3,
+            Request::Release { .. } => 4,
+            Request::MarkHot { .. } => 5,
+            Request::UnitInfo { .. } => 6,
+            Request::CreateConversation => 7,
+            Request::Append { .. } => 8,
+            Request::ReadMessages { .. } => 9,
+            Request::ReadLast { .. } => 10,
+            Request::ReadAll { .. } => 11,
+            Request::ConversationLen { .. } => 12,
+            Request::SetState { .. } => 13,
+            Request::SetImportance { .. } => 14,
+            Request::Pause => 15,
+            Request::Resume => 16,
+            Request::AgentInfo => 17,
+            Request::Stats => 18,
+            Request::GetInline { .. } => 19,
+        }
+    }
+
     /// Every request name, in variant order (for metrics labels).
     pub const NAMES: [&'static str; REQUEST_KINDS as usize] = [
         "ping",
@@ -757,6 +783,7 @@ mod tests {
         assert_eq!(reqs.len(), REQUEST_KINDS as usize);
         for (tag, r) in reqs.into_iter().enumerate() {
             assert_eq!(r.name(), Request::NAMES[tag]);
+            assert_eq!(r.tag(), tag);
             let f = ClientFrame {
                 id: 1000 + tag as u64,
                 request: r,
