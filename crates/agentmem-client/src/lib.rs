@@ -195,7 +195,9 @@ impl ConnectOptions {
     /// Options to act for the agent named `agent`.
     pub fn new(agent: impl Into<String>) -> Self {
         ConnectOptions {
-            socket: default_socket_path(),
+            socket: std::env::var_os("AGENTMEM_SOCKET")
+                .filter(|s| !s.is_empty())
+                .map_or_else(default_socket_path, PathBuf::from),
             agent: agent.into(),
             token: None,
             importance: 50,
@@ -204,7 +206,8 @@ impl ConnectOptions {
         }
     }
 
-    /// The daemon's socket. Default: [`default_socket_path`].
+    /// The daemon's socket. Default: `$AGENTMEM_SOCKET` if set, else
+    /// [`default_socket_path`].
     pub fn socket(mut self, path: impl AsRef<Path>) -> Self {
         self.socket = path.as_ref().to_path_buf();
         self
