@@ -2,4 +2,6 @@
 
 pub mod sim;
 pub mod simulate;
+// agentmem-supervisor subcommands (issue 6)
+pub mod supervise;
 pub mod tracegen;
