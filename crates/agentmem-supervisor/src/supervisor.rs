@@ -212,14 +212,23 @@ impl Supervised {
         } else {
             anon.minus(&self.learned.idle_ws)
         };
-        let out = sys::advise(&self.pidfd, &target, Advice::PageOut)?;
+        // The recent working set goes first: when the zswap pool is at its
+        // limit, pages stored later are the ones sent on to the swap file,
+        // and the pages a resume needs first come back fastest from zswap.
+        let ws = self
+            .learned
+            .active_ws
+            .union(&self.learned.active_ws_prev)
+            .intersect(&target);
+        let first = sys::advise(&self.pidfd, &ws, Advice::PageOut)?;
+        let out = sys::advise(&self.pidfd, &target.minus(&ws), Advice::PageOut)?;
         for p in self.procs().into_iter().filter(|&p| p != pid) {
             if let (Ok(fd), Ok(r)) = (Pidfd::open(p), procfs::anon_ranges(p)) {
                 let _ = sys::advise(&fd, &r, Advice::PageOut);
             }
         }
         self.learned.swapped = sys::scan_pagemap(pid, &anon, |e| e.swapped())?;
-        Ok(out.bytes)
+        Ok(first.bytes + out.bytes)
     }
 
     /// Refaulted pages of a reclaimed agent join its idle working set.

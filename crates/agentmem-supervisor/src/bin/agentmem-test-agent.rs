@@ -10,6 +10,7 @@
 //! - `render` → a digest of the most recent tenth of the conversations
 //!   (what a redraw touches): `render <hex digest> <bytes>`
 //! - `verify` → a digest of the whole heap: `verify <hex digest> <bytes>`
+//! - `info` → resident bytes and the allocator's heap and free bytes
 //!
 //! Usage: `agentmem-test-agent --socket PATH [--data DIR] [--index I]
 //! [--heap-mb M] [--tick-ms T]`. It prints `ready` on stdout when listening.
@@ -128,7 +129,6 @@ struct Heap {
 
 fn build_heap(a: &Args) -> Heap {
     let conv_dir = a.data.join("conversations");
-    let mut lines: Vec<String> = Vec::new();
     let mut files: Vec<PathBuf> = fs::read_dir(&conv_dir)
         .unwrap_or_else(|e| usage(&format!("reading {}: {e}", conv_dir.display())))
         .flatten()
@@ -136,15 +136,19 @@ fn build_heap(a: &Args) -> Heap {
         .filter(|p| p.to_string_lossy().contains(".jsonl"))
         .collect();
     files.sort();
-    for f in files {
-        let s =
-            read_maybe_zst(&f).unwrap_or_else(|e| usage(&format!("reading {}: {e}", f.display())));
-        lines.extend(
-            s.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string),
-        );
-    }
+    // Whole files stay in one allocation each (so freeing them leaves no
+    // holes in the heap); lines are slices of them.
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| {
+            read_maybe_zst(f).unwrap_or_else(|e| usage(&format!("reading {}: {e}", f.display())))
+        })
+        .collect();
+    let lines: Vec<&str> = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     if lines.is_empty() {
         usage(&format!("no conversations in {}", conv_dir.display()));
     }
@@ -165,11 +169,12 @@ fn build_heap(a: &Args) -> Heap {
     // Each agent starts at its own place in the data, so agents hold
     // different conversations (an agent's history is its own).
     let start = a.index.wrapping_mul(97) % lines.len();
-    let target = a.heap_mb << 20;
+    // The input text is freed after parsing: do not count it.
+    let target = (a.heap_mb << 20) + texts.iter().map(|t| t.capacity() as u64).sum::<u64>();
     let mut conversations = Vec::new();
     let mut i = 0;
     while rss_bytes() < target && i < lines.len() * 64 {
-        let line = &lines[(start + i) % lines.len()];
+        let line = lines[(start + i) % lines.len()];
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| {
             usage(&format!(
                 "conversation line {}: {e}",
@@ -238,6 +243,17 @@ fn main() {
                         let (d1, b1) = digest(&h.conversations);
                         let (d2, b2) = digest(&h.prompts);
                         format!("verify {:016x} {}", d1 ^ d2.rotate_left(1), b1 + b2)
+                    }
+                    "info" => {
+                        // SAFETY: mallinfo2 only reads the allocator's counters.
+                        let mi = unsafe { libc::mallinfo2() };
+                        format!(
+                            "info rss {} heap {} free {} conversations {}",
+                            rss_bytes(),
+                            mi.arena + mi.hblkhd,
+                            mi.fordblks,
+                            h.conversations.len()
+                        )
                     }
                     other => format!("error unknown request {other:?}"),
                 };
