@@ -382,10 +382,8 @@ fn process_madvise_splits_long_ranges_and_skips_vanished_ones() {
     }
     let hole = b + (1 << 30);
     // SAFETY: unmaps 1 MiB inside the mapping made above, used by nothing.
-    assert_eq!(
-        unsafe { libc::munmap(hole as *mut libc::c_void, 1 << 20) },
-        0
-    );
+    let unmapped = unsafe { libc::munmap(hole as *mut libc::c_void, 1 << 20) };
+    assert_eq!(unmapped, 0);
     let set = PageSet::from_ranges(vec![
         (b, hole),
         (hole, hole + (1 << 20)),
