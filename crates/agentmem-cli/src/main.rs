@@ -46,6 +46,11 @@ enum Command {
     /// Live view of the supervised agents, sorted by memory.
     Top(cmd::supervise::TopArgs),
     // --- end agentmem-supervisor subcommands ---
+    /// Run agentmemd: serve one store to many agent processes over a Unix
+    /// socket (the same program as the `agentmemd` binary).
+    Daemon(agentmem_daemon::Args),
+    /// Print a running agentmemd's accounting as tables or JSON.
+    Stats(cmd::stats::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +69,10 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => cmd::supervise::ps(args),
         Command::Top(args) => cmd::supervise::top(args),
         // --- end agentmem-supervisor subcommands ---
+        Command::Daemon(args) => {
+            agentmem_daemon::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
+        Command::Stats(args) => cmd::stats::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,4 +4,5 @@ pub mod sim;
 pub mod simulate;
 // agentmem-supervisor subcommands (issue 6)
 pub mod supervise;
+pub mod stats;
 pub mod tracegen;
