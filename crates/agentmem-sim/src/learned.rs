@@ -1,7 +1,8 @@
-//! The learned policy: an online logistic-regression model of "will this
-//! unit be requested again within the horizon", used to pick victims, and
-//! the same model read the other way round to predict which agents resume
-//! soon (for prefetch).
+//! The learned policy: an online estimate of "will this unit be requested
+//! again within the horizon", learnt from the trace as it is replayed (or
+//! from the store as it runs), used to pick victims; and the same estimate
+//! read the other way round to predict which agents resume soon (for
+//! prefetch).
 //!
 //! # How it decides
 //!
@@ -10,246 +11,198 @@
 //! tails (least recent units) of a few groups: the group holding the global
 //! LRU unit, the group the last victim came from (so an agent that is a good
 //! victim is emptied rather than every agent losing a little), the shared
-//! group, for each agent state the agent longest in it, and
-//! [`SAMPLED_GROUPS`] groups drawn at random. Each candidate's features
-//! are scored by the model and the one least likely to be requested within
-//! the horizon leaves. With no agents in the trace there is one group, so the
-//! policy is exactly LRU: agent knowledge is the only thing it adds.
+//! group, for each agent state the agent longest in it and the one newest in
+//! it, and [`SAMPLED_GROUPS`] groups drawn at random. The candidate with the
+//! fewest expected reuses per byte freed — its reuse probability over its
+//! size — leaves; ties go to the least recent. With no agents in the trace
+//! there is one group, so the policy is exactly LRU: agent knowledge is the
+//! only thing it adds.
 //!
-//! # Features
+//! # The model
 //!
-//! Recency (time since the unit's last request, relative to the horizon),
-//! frequency, the unit's mean gap between requests, size, unit kind, the
-//! owner agent's state, how long the agent has been in that state, the
-//! agent's own history of how long that state lasted before (its pause
-//! lengths and resume gaps), and the expected rest of the wait given the
-//! time already waited, from a histogram of every agent's past durations of
-//! that state. Elapsed time and history are per state, so the model can
-//! learn that a long wait for a person predicts a longer one while a long
-//! wait for a model predicts an imminent resume.
+//! A unit falls in one cell of a table, by its *class* and a *time bin*:
+//!
+//! - an agent's own unit that its agent did not read in its last period
+//!   with reads (between two state changes) is **stale**: an earlier
+//!   session's memory, or context the agent stopped reading; binned by the
+//!   time since the unit's last request;
+//! - another own unit is classed by its agent's **state**, binned by how
+//!   long the agent has been in that state — so the table holds, per state,
+//!   how the chance of a resume depends on the time waited so far: the
+//!   agents' pause history, learnt from the trace (a long wait for a person
+//!   predicts a longer one; a long wait for a model, an imminent resume);
+//! - shared and public units, binned by the time since their last request.
+//!
+//! Bins are half powers of two of the clock's unit (nanoseconds in a
+//! store). Each cell counts how many of its units were requested again
+//! within the horizon, with the class's own count (and, before any data, a
+//! prior from the store's semantic ranking of states) as a Bayesian prior,
+//! so sparse cells borrow strength from their class.
 //!
 //! # How it learns
 //!
-//! When it scores candidates it keeps a snapshot of their features (at most
+//! When it scores candidates it keeps a snapshot of their cell (at most
 //! [`MAX_PENDING`] at a time). A snapshot is labelled positive if its unit
-//! is requested again within the horizon, negative when the horizon passes
-//! first, and each label is one stochastic-gradient step. The horizon is how
-//! long a unit stays in this cache (by Little's law, the number of units over
-//! the rate at which new units enter), the reuse distance that separates
-//! hits from misses in it.
+//! is requested again within the horizon — whether it was evicted meanwhile
+//! or not — and negative when the horizon passes first. Counts halve when a
+//! cell has seen [`FORGET_AFTER`] labels, so the table follows a changing
+//! workload. The horizon is how long a unit stays in this cache (by
+//! Little's law, the number of units over the rate at which units enter),
+//! the reuse distance that separates hits from misses in it.
 //!
-//! The model is hand-written: it is a 32-weight dot product and a gradient
-//! step, and the crates that offer logistic regression (linfa, smartcore)
-//! train in batches over matrices, which cannot meet the 1 µs per decision
-//! budget of a live store or learn continuously from a stream.
+//! The model is a table rather than a logistic regression (this policy's
+//! first version) because the chance of reuse depends on the state and the
+//! time in it jointly and not monotonically — a weighted sum of features
+//! cannot express "a short wait for a person means soon, a long one means
+//! much later" — and because a table lookup and a count update fit the
+//! 1 µs per decision budget with room to spare. The crates that offer
+//! online learners (linfa, smartcore) train in batches over matrices.
 
 use std::collections::{HashMap, VecDeque};
 
 use agentmem_core::policy::{AgentView, UnitView};
-use agentmem_core::{AgentId, AgentState, EvictionPolicy, Kind, Timestamp, UnitKey};
+use agentmem_core::{AgentId, AgentState, EvictionPolicy, Timestamp, UnitKey};
 
 use crate::policy::{DList, Node, NIL};
 
 /// Groups drawn at random per decision, besides the fixed candidates.
-pub const SAMPLED_GROUPS: usize = 2;
-/// Candidate groups per decision, at most: the random ones, the global LRU
-/// unit's, the last victim's, the shared group, and per agent state the
-/// agent longest in it.
-const MAX_CANDIDATES: usize = SAMPLED_GROUPS + 3 + STATE_SETS;
+pub const SAMPLED_GROUPS: usize = 4;
 /// Agent states plus "state not told yet".
 const STATE_SETS: usize = 7;
+/// Candidate groups per decision, at most: the random ones, the global LRU
+/// unit's, the last victim's, the shared group, and per agent state the
+/// agents longest and newest in it.
+const MAX_CANDIDATES: usize = SAMPLED_GROUPS + 3 + 2 * STATE_SETS;
 /// Training snapshots waiting for their label, at most.
-pub const MAX_PENDING: usize = 4096;
-/// Number of model weights.
-pub const FEATURES: usize = 32;
-
-const F_BIAS: usize = 0;
-const F_AGE: usize = 1;
-const F_FREQ: usize = 2;
-const F_KIND: usize = 3; // 5 slots
-const F_STATE: usize = 8; // 6 states + shared
-const F_SHARED: usize = 14;
-const F_ELAPSED: usize = 15; // per state, 6 slots
-const F_HISTORY: usize = 21; // per state, 6 slots
-const F_SIZE: usize = 27;
-const F_RESIDUAL: usize = 28;
-const F_UNIT_GAP: usize = 29;
-
-/// Prior log-odds step between neighbouring ranks of
-/// [`AgentState::eviction_rank`].
-const PRIOR_STATE_STEP: f32 = 1.0;
-/// Learning rate of the gradient steps.
-const LEARNING_RATE: f32 = 0.05;
-/// Weight of each new sample in the running means (horizon, pause lengths).
+pub const MAX_PENDING: usize = 16384;
+/// Unit classes: the six agent states, shared units, stale units.
+pub const CLASSES: usize = 8;
+const CLASS_SHARED: usize = 6;
+const CLASS_STALE: usize = 7;
+/// Time bins per class (half powers of two).
+pub const BINS: usize = 64;
+/// Bin 0 holds times below 2^(BIN_OFFSET / 2): 0.26 ms in nanoseconds.
+const BIN_OFFSET: i32 = 36;
+/// Labels a cell counts before its counts are halved.
+pub const FORGET_AFTER: f32 = 4096.0;
+/// Weight, in labels, of a cell's prior (its class's rate).
+const CELL_PRIOR: f32 = 2.0;
+/// Weight, in labels, of a class's prior (from the state's rank).
+const CLASS_PRIOR: f32 = 4.0;
+/// Weight of each new sample in the running mean of the insertion gap.
 const EWMA: f64 = 0.02;
 
-/// Online logistic regression over [`FEATURES`] inputs: the probability
-/// that a unit is requested again within the horizon.
+/// The time bin of a duration: half powers of two, from 2^18 to 2^50
+/// units of time.
+#[inline]
+fn time_bin(d: u64) -> usize {
+    if d == 0 {
+        return 0;
+    }
+    let log2 = 63 - d.leading_zeros() as i32;
+    let half = if log2 > 0 {
+        ((d >> (log2 - 1)) & 1) as i32
+    } else {
+        0
+    };
+    (2 * log2 + half - BIN_OFFSET).clamp(0, BINS as i32 - 1) as usize
+}
+
+/// The online reuse model: per class and time bin, how many snapshots were
+/// requested again within the horizon, out of how many.
 #[derive(Debug, Clone)]
 pub struct ReuseModel {
-    w: [f32; FEATURES],
+    /// `[reused, labelled]` per cell, class-major.
+    cells: Vec<[f32; 2]>,
+    /// The same summed per class.
+    classes: [[f32; 2]; CLASSES],
     trained: u64,
 }
 
 impl Default for ReuseModel {
     fn default() -> Self {
-        let mut w = [0.0; FEATURES];
-        // Untrained: the longer a unit has gone unrequested, or the longer
-        // its agent is expected to stay away, the less likely it is back in
-        // time (LRU's bet, refined by agent state).
-        w[F_BIAS] = 1.0;
-        w[F_AGE] = -2.0;
-        w[F_RESIDUAL] = -2.0;
-        // And the store's semantic ranking as the prior on agent state:
-        // parked agents' units least likely back, shared units most.
-        for st in AgentState::ALL {
-            w[F_STATE + st as usize] = (f32::from(st.eviction_rank()) - 3.0) * PRIOR_STATE_STEP;
+        ReuseModel {
+            cells: vec![[0.0; 2]; CLASSES * BINS],
+            classes: [[0.0; 2]; CLASSES],
+            trained: 0,
         }
-        w[F_SHARED] = 3.0 * PRIOR_STATE_STEP;
-        ReuseModel { w, trained: 0 }
     }
 }
 
 impl ReuseModel {
-    /// The log-odds that a unit with features `x` is reused in time.
+    /// The prior of a class, before any label: the store's semantic ranking
+    /// (parked agents' units least likely back, shared units most), from
+    /// 0.1 for stale units up to 0.9 for shared ones.
+    fn class_prior(class: usize) -> f32 {
+        let rank = match class {
+            CLASS_SHARED => 8.0,
+            CLASS_STALE => 0.0,
+            c => f32::from(AgentState::ALL[c].eviction_rank()) + 1.0,
+        };
+        0.1 + 0.1 * rank
+    }
+
+    /// The probability that a unit of `class`, `bin` is requested again
+    /// within the horizon.
     #[inline]
-    pub fn logit(&self, x: &[f32; FEATURES]) -> f32 {
-        self.w.iter().zip(x).map(|(w, x)| w * x).sum()
+    pub fn probability(&self, class: usize, bin: usize) -> f32 {
+        let [cr, cn] = self.classes[class];
+        let pc = (cr + CLASS_PRIOR * Self::class_prior(class)) / (cn + CLASS_PRIOR);
+        let [r, n] = self.cells[class * BINS + bin];
+        (r + CELL_PRIOR * pc) / (n + CELL_PRIOR)
     }
 
-    /// The probability that a unit with features `x` is reused in time.
-    pub fn probability(&self, x: &[f32; FEATURES]) -> f32 {
-        1.0 / (1.0 + (-self.logit(x)).exp())
-    }
-
-    /// One gradient step of the logistic loss towards `reused`.
-    pub fn train(&mut self, x: &[f32; FEATURES], reused: bool) {
-        let g = self.probability(x) - if reused { 1.0 } else { 0.0 };
-        for (w, x) in self.w.iter_mut().zip(x) {
-            *w -= LEARNING_RATE * g * x;
+    /// Count one label for a cell (`class * BINS + bin`): whether its unit
+    /// was requested again within the horizon.
+    pub fn train(&mut self, cell: usize, reused: bool) {
+        let Some(c) = self.cells.get_mut(cell) else {
+            return;
+        };
+        let class = &mut self.classes[cell / BINS];
+        let r = f32::from(u8::from(reused));
+        c[0] += r;
+        c[1] += 1.0;
+        class[0] += r;
+        class[1] += 1.0;
+        if c[1] >= FORGET_AFTER {
+            // Forget half, so the estimate follows a changing workload.
+            class[0] -= c[0] / 2.0;
+            class[1] -= c[1] / 2.0;
+            c[0] /= 2.0;
+            c[1] /= 2.0;
         }
         self.trained += 1;
     }
 
-    /// Number of labelled samples learnt from.
+    /// Number of labels learnt from.
     pub fn trained(&self) -> u64 {
         self.trained
-    }
-
-    /// The weights, for inspection.
-    pub fn weights(&self) -> &[f32; FEATURES] {
-        &self.w
-    }
-}
-
-/// `ln(1 + t / h)`: a time relative to the horizon, on a log scale.
-#[inline]
-fn rel(t: f64, h: f64) -> f32 {
-    fast_ln1p((t.max(0.0) / h) as f32)
-}
-
-/// `ln(1 + x)` for `x >= 0` to about 0.5%: the exponent of the float plus a
-/// quadratic for the mantissa's log. A feature needs no more, and the
-/// library `ln_1p` was most of a decision's cost.
-#[inline]
-fn fast_ln1p(x: f32) -> f32 {
-    let y = 1.0 + x.max(0.0);
-    if !y.is_finite() {
-        return 88.0; // ln(f32::MAX)
-    }
-    let bits = y.to_bits();
-    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    let log2 = exponent as f32 + (-0.344_845 * m + 2.024_658) * m - 1.674_877;
-    log2 * std::f32::consts::LN_2
-}
-
-#[derive(Debug, Clone)]
-struct Durations {
-    count: [f64; 64],
-    sum: [f64; 64],
-    tail_count: [f64; 65],
-    tail_sum: [f64; 65],
-}
-
-impl Durations {
-    fn new() -> Self {
-        Durations {
-            count: [0.0; 64],
-            sum: [0.0; 64],
-            tail_count: [0.0; 65],
-            tail_sum: [0.0; 65],
-        }
-    }
-
-    fn bin(d: u64) -> usize {
-        (64 - d.leading_zeros()) as usize % 64
-    }
-
-    fn add(&mut self, d: u64) {
-        let b = Self::bin(d);
-        self.count[b] += 1.0;
-        self.sum[b] += d as f64;
-        if self.count[b] > 1e6 {
-            // Forget slowly so the estimate follows a changing workload.
-            for i in 0..64 {
-                self.count[i] *= 0.5;
-                self.sum[i] *= 0.5;
-            }
-        }
-        for i in (0..64).rev() {
-            self.tail_count[i] = self.tail_count[i + 1] + self.count[i];
-            self.tail_sum[i] = self.tail_sum[i + 1] + self.sum[i];
-        }
-    }
-
-    /// Expected remaining time after `elapsed`, or `None` with no data.
-    /// Past every duration seen, the remaining time is guessed to equal the
-    /// time already spent (the heavy-tail rule of thumb).
-    fn residual(&self, elapsed: u64) -> Option<f64> {
-        if self.tail_count[0] == 0.0 {
-            return None;
-        }
-        let b = Self::bin(elapsed);
-        // Durations in later bins are all longer than `elapsed`; those in
-        // its own bin count half.
-        let c = self.tail_count[b + 1] + 0.5 * self.count[b];
-        let s = self.tail_sum[b + 1] + 0.5 * self.sum[b];
-        if c < 1.0 {
-            return Some(elapsed as f64);
-        }
-        Some((s / c - elapsed as f64).max(0.0))
     }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// The frequency and size features, computed when they change rather
-    /// than at every decision.
-    freq_feature: f32,
-    size_feature: f32,
     last: u64,
-    /// Running mean of the gaps between this unit's requests.
     gap: f32,
     freq: u32,
     size: u32,
     group: u32,
     pending: u32,
-    kind: u8,
+    /// The key has been inserted since it was last removed: an insert of a
+    /// seen key is a read that missed, not new content.
+    seen: bool,
 }
 
 impl Default for Slot {
     fn default() -> Self {
         Slot {
-            freq_feature: 0.0,
-            size_feature: 0.0,
             last: 0,
             gap: 0.0,
             freq: 0,
             size: 0,
             group: NIL,
             pending: NIL,
-            kind: Kind::Blob as u8,
+            seen: false,
         }
     }
 }
@@ -261,8 +214,11 @@ struct Group {
     pos: u32,
     state: Option<AgentState>,
     since: u64,
-    /// Mean duration of each state for this agent (0 = never seen).
-    mean: [f64; 6],
+    /// Whether the agent read one of its units since its last state change.
+    read_in_period: bool,
+    /// Start of the agent's last finished period with reads: its units
+    /// requested before then were not read in it (stale).
+    read_start: u64,
 }
 
 impl Group {
@@ -272,17 +228,19 @@ impl Group {
             pos: NIL,
             state: None,
             since: 0,
-            mean: [0.0; 6],
+            read_in_period: false,
+            read_start: 0,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 struct Sample {
-    x: [f32; FEATURES],
     key: u32,
-    deadline: u64,
+    cell: u16,
     live: bool,
+    taken: u64,
+    horizon: f64,
 }
 
 /// The learned eviction policy; see the [module docs](self).
@@ -304,11 +262,7 @@ pub struct LearnedPolicy {
     by_state: [DList; STATE_SETS],
     state_links: Vec<Node>,
     sticky: u32,
-    /// Mean duration of each state over all agents.
-    global_mean: [f64; 6],
-    /// Distribution of each state's duration over all agents.
-    durations: Vec<Durations>,
-    /// Mean time between insertions of new units, and the last one.
+    /// Mean time between insertions of units, and the last one.
     insert_gap: f64,
     last_insert: u64,
     pending: VecDeque<Sample>,
@@ -325,7 +279,7 @@ impl Default for LearnedPolicy {
 }
 
 impl LearnedPolicy {
-    /// An empty policy with an untrained model (which behaves as LRU).
+    /// An empty policy with an untrained model.
     pub fn new() -> Self {
         LearnedPolicy {
             model: ReuseModel::default(),
@@ -339,8 +293,6 @@ impl LearnedPolicy {
             by_state: [DList::default(); STATE_SETS],
             state_links: vec![Node::default()],
             sticky: NIL,
-            global_mean: [0.0; 6],
-            durations: vec![Durations::new(); 6],
             insert_gap: 0.0,
             last_insert: 0,
             pending: VecDeque::new(),
@@ -426,42 +378,42 @@ impl LearnedPolicy {
         self.horizon().max(1.0)
     }
 
-    fn features(&self, k: u32, now: u64) -> [f32; FEATURES] {
+    /// The model's cell for unit `k` at `now`: `class * BINS + bin`.
+    #[inline]
+    fn cell(&self, k: u32, now: u64) -> usize {
         let s = &self.slots[k as usize];
-        let h = self.h();
-        let mut x = [0.0f32; FEATURES];
-        x[F_BIAS] = 1.0;
-        let age = now.saturating_sub(s.last) as f64;
-        x[F_AGE] = rel(age, h);
-        x[F_FREQ] = s.freq_feature;
-        x[F_KIND + usize::from(s.kind).min(4)] = 1.0;
-        x[F_SIZE] = s.size_feature;
-        if s.freq > 1 {
-            x[F_UNIT_GAP] = rel(f64::from(s.gap) - age, h);
-        }
-        let g = &self.groups[s.group as usize];
-        match g.state {
-            Some(st) if s.group != 0 => {
-                let i = st as usize;
-                let elapsed = now.saturating_sub(g.since);
-                x[F_STATE + i] = 1.0;
-                x[F_ELAPSED + i] = rel(elapsed as f64, h);
-                let m = if g.mean[i] > 0.0 {
-                    g.mean[i]
-                } else {
-                    self.global_mean[i]
-                };
-                x[F_HISTORY + i] = rel(m, h);
-                if st != AgentState::Active {
-                    if let Some(r) = self.durations[i].residual(elapsed) {
-                        x[F_RESIDUAL] = rel(r, h);
-                    }
-                }
+        let (class, bin) = if s.group == 0 {
+            (CLASS_SHARED, time_bin(now.saturating_sub(s.last)))
+        } else {
+            let g = &self.groups[s.group as usize];
+            if s.last < g.read_start {
+                (CLASS_STALE, time_bin(now.saturating_sub(s.last)))
+            } else {
+                let st = g.state.unwrap_or(AgentState::Active);
+                (st as usize, time_bin(now.saturating_sub(g.since)))
             }
-            _ if s.group != 0 => x[F_STATE + AgentState::Active as usize] = 1.0,
-            _ => x[F_SHARED] = 1.0,
-        }
-        x
+        };
+        class * BINS + bin
+    }
+
+    /// What keeping unit `k` is worth per byte: the model's probability
+    /// that it is requested within the horizon, times how often it is
+    /// requested then (the horizon over its mean gap between requests, or
+    /// over its time since the last one if longer: at least 1), over the
+    /// square root of its size. Expected hits per byte would divide by the
+    /// size itself; the square root keeps the per-cell estimate's coarseness
+    /// from evicting large units that are about to be read.
+    #[inline]
+    fn score(&self, k: u32, cell: usize, now: u64) -> f32 {
+        let s = &self.slots[k as usize];
+        let p = self.model.probability(cell / BINS, cell % BINS);
+        let reuses = if s.freq > 1 {
+            let gap = s.gap.max(now.saturating_sub(s.last) as f32).max(1.0);
+            (self.h() as f32 / gap).clamp(1.0, 1e6)
+        } else {
+            1.0
+        };
+        p * reuses / (s.size.max(1) as f32).sqrt()
     }
 
     fn next_random(&mut self) -> u64 {
@@ -474,6 +426,7 @@ impl LearnedPolicy {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// Label `k`'s pending snapshot, if any: it was requested at `now`.
     fn touch(&mut self, k: u32, now: u64) {
         let pending = self.slots[k as usize].pending;
         if pending != NIL {
@@ -482,23 +435,26 @@ impl LearnedPolicy {
             if let Some(s) = self.pending.get_mut(idx) {
                 if s.live && s.key == k {
                     s.live = false;
-                    let (x, reused) = (s.x, now <= s.deadline);
-                    self.model.train(&x, reused);
+                    let gap = now.saturating_sub(s.taken) as f64;
+                    self.model.train(usize::from(s.cell), gap <= s.horizon);
                 }
             }
         }
     }
 
+    /// Label the snapshots whose horizon has passed: not reused in time.
     fn expire(&mut self, now: u64) {
         while let Some(s) = self.pending.front() {
-            if s.deadline >= now {
+            // When the queue is full, the oldest is labelled early with what
+            // it has counted, so one long horizon cannot stop learning.
+            if s.taken as f64 + s.horizon >= now as f64 && self.pending.len() < MAX_PENDING {
                 break;
             }
             let Some(s) = self.pending.pop_front() else {
                 break;
             };
             if s.live {
-                self.model.train(&s.x, false);
+                self.model.train(usize::from(s.cell), false);
                 let seq = self.pending_base;
                 if let Some(slot) = self.slots.get_mut(s.key as usize) {
                     if slot.pending == seq {
@@ -510,7 +466,8 @@ impl LearnedPolicy {
         }
     }
 
-    fn snapshot(&mut self, k: u32, x: [f32; FEATURES], now: u64) {
+    fn snapshot(&mut self, k: u32, cell: usize, now: u64) {
+        self.expire(now);
         if self.pending.len() >= MAX_PENDING || self.slots[k as usize].pending != NIL {
             return;
         }
@@ -520,16 +477,18 @@ impl LearnedPolicy {
         }
         self.slots[k as usize].pending = seq;
         self.pending.push_back(Sample {
-            x,
             key: k,
-            deadline: now.saturating_add(self.h() as u64),
+            cell: cell as u16,
             live: true,
+            taken: now,
+            horizon: self.h(),
         });
     }
 
     fn update(&mut self, unit: &UnitView) {
         let k = unit.key.0;
-        self.touch(k, unit.now.0);
+        let now = unit.now.0;
+        self.touch(k, now);
         let g = match unit.owner {
             None => 0,
             Some(a) => self.group_for(a.0),
@@ -543,29 +502,30 @@ impl LearnedPolicy {
         } else {
             self.detach(k);
         }
-        let s = &mut self.slots[k as usize];
         if !tracked {
-            s.freq = 0;
-            let gap = unit.now.0.saturating_sub(self.last_insert) as f64;
-            self.last_insert = self.last_insert.max(unit.now.0);
+            let gap = now.saturating_sub(self.last_insert) as f64;
+            self.last_insert = self.last_insert.max(now);
             self.insert_gap += EWMA * (gap - self.insert_gap);
         }
-        if tracked {
-            let gap = unit.now.0.saturating_sub(s.last) as f32;
+        let s = &mut self.slots[k as usize];
+        if s.seen && g != 0 {
+            // A request for content the store had before: a read.
+            self.groups[g as usize].read_in_period = true;
+        }
+        if !s.seen {
+            s.freq = 0;
+        } else {
+            let gap = now.saturating_sub(s.last) as f32;
             s.gap = if s.freq <= 1 {
                 gap
             } else {
                 s.gap + 0.25 * (gap - s.gap)
             };
         }
-        s.last = unit.now.0;
         s.freq = s.freq.saturating_add(1);
-        s.freq_feature = fast_ln1p(s.freq as f32) / 3.0;
-        if s.size != unit.size || !tracked {
-            s.size_feature = fast_ln1p(unit.size as f32) / 16.0;
-        }
+        s.seen = true;
+        s.last = now;
         s.size = unit.size;
-        s.kind = unit.kind as u8;
         if !same_group {
             self.attach(k, g);
         }
@@ -578,28 +538,8 @@ impl LearnedPolicy {
         let &g = self.group_of.get(&agent.0)?;
         let grp = &self.groups[g as usize];
         let st = grp.state?;
-        let h = self.h();
-        let i = st as usize;
-        let elapsed = now.0.saturating_sub(grp.since);
-        let mut x = [0.0f32; FEATURES];
-        x[F_BIAS] = 1.0;
-        x[F_AGE] = rel(elapsed as f64, h);
-        x[F_FREQ] = fast_ln1p(1.0) / 3.0;
-        x[F_KIND + Kind::Conversation as usize] = 1.0;
-        x[F_STATE + i] = 1.0;
-        x[F_ELAPSED + i] = x[F_AGE];
-        let m = if grp.mean[i] > 0.0 {
-            grp.mean[i]
-        } else {
-            self.global_mean[i]
-        };
-        x[F_HISTORY + i] = rel(m, h);
-        if st != AgentState::Active {
-            if let Some(r) = self.durations[i].residual(elapsed) {
-                x[F_RESIDUAL] = rel(r, h);
-            }
-        }
-        Some(self.model.probability(&x))
+        let bin = time_bin(now.0.saturating_sub(grp.since));
+        Some(self.model.probability(st as usize, bin))
     }
 
     /// Agents that are not working now whose
@@ -649,6 +589,7 @@ impl EvictionPolicy for LearnedPolicy {
         if let Some(s) = self.slots.get_mut(key.index()) {
             // The unit is gone (its key may be reused): its sample says
             // nothing about reuse, so drop it unlabelled.
+            s.seen = false;
             if s.pending != NIL {
                 let idx = s.pending.wrapping_sub(self.pending_base) as usize;
                 s.pending = NIL;
@@ -665,7 +606,6 @@ impl EvictionPolicy for LearnedPolicy {
         if self.len == 0 {
             return None;
         }
-        self.expire(now);
         let mut cands = [NIL; MAX_CANDIDATES];
         let mut n = 0;
         let mut add = |g: u32, cands: &mut [u32; MAX_CANDIDATES]| {
@@ -683,35 +623,28 @@ impl EvictionPolicy for LearnedPolicy {
         }
         for set in &self.by_state {
             add(set.tail, &mut cands);
+            add(set.head, &mut cands);
         }
         for _ in 0..SAMPLED_GROUPS.min(self.nonempty.len()) {
             let i = (self.next_random() % self.nonempty.len() as u64) as usize;
             add(self.nonempty[i], &mut cands);
         }
         let mut best = NIL;
+        // Expected reuses per byte freed; ties to the least recent.
         let mut best_score = f32::INFINITY;
         let mut best_last = u64::MAX;
-        // Learn from the victim and from one other candidate per decision:
-        // enough samples, at a fraction of the cost of keeping them all.
-        let sampled = (self.next_random() % n as u64) as usize;
-        let mut best_x = [0.0; FEATURES];
-        for (i, &g) in cands[..n].iter().enumerate() {
+        for &g in &cands[..n] {
             let k = self.groups[g as usize].list.tail;
-            let x = self.features(k, now);
-            let score = self.model.logit(&x);
-            let last = self.slots[k as usize].last;
+            let cell = self.cell(k, now);
+            let score = self.score(k, cell, now);
+            let s = &self.slots[k as usize];
+            let last = s.last;
             if score < best_score || (score == best_score && last < best_last) {
                 best = k;
                 best_score = score;
                 best_last = last;
-                best_x = x;
             }
-            if i == sampled {
-                self.snapshot(k, x, now);
-            }
-        }
-        if best != NIL {
-            self.snapshot(best, best_x, now);
+            self.snapshot(k, cell, now);
         }
         if best == NIL {
             return None;
@@ -732,20 +665,9 @@ impl EvictionPolicy for LearnedPolicy {
             self.by_state[old].unlink(&mut self.state_links, g);
             self.by_state[agent.state as usize].push_front(&mut self.state_links, g);
         }
-        if let Some(prev) = grp.state {
-            let d = agent.since.0.saturating_sub(grp.since) as f64;
-            let i = prev as usize;
-            self.durations[i].add(d as u64);
-            grp.mean[i] = if grp.mean[i] == 0.0 {
-                d
-            } else {
-                0.7 * grp.mean[i] + 0.3 * d
-            };
-            self.global_mean[i] = if self.global_mean[i] == 0.0 {
-                d
-            } else {
-                self.global_mean[i] + EWMA * (d - self.global_mean[i])
-            };
+        if grp.read_in_period {
+            grp.read_start = grp.since;
+            grp.read_in_period = false;
         }
         grp.state = Some(agent.state);
         grp.since = agent.since.0;
@@ -758,112 +680,50 @@ impl EvictionPolicy for LearnedPolicy {
 
 #[cfg(test)]
 mod tests {
-    //! The store's policy contract (the same checks as
-    //! `agentmem_core::policy::conformance`, which is private to that crate),
-    //! and the model's predictions.
+    //! The store's policy contract (`agentmem_core::policy::conformance`,
+    //! through core's `test-util` feature), and the model's predictions.
 
-    use std::collections::BTreeSet;
-
-    use agentmem_core::Importance;
-    use rand::rngs::SmallRng;
-    use rand::{Rng, SeedableRng};
+    use agentmem_core::policy::conformance;
+    use agentmem_core::{Importance, Kind};
 
     use super::*;
 
-    fn view(k: u32, size: u32) -> UnitView {
-        UnitView {
+    #[test]
+    fn passes_the_store_policy_conformance_suite() {
+        conformance::run("learned", &mut || Box::new(LearnedPolicy::new()));
+    }
+
+    #[test]
+    fn time_bins_are_half_powers_of_two() {
+        assert_eq!(time_bin(0), 0);
+        assert_eq!(time_bin(1 << 18), 0);
+        assert_eq!(time_bin(1 << 20), 4);
+        assert_eq!(time_bin(3 << 19), 5);
+        assert!(time_bin(1 << 30) < time_bin(1 << 31));
+        assert_eq!(time_bin(u64::MAX), BINS - 1);
+    }
+
+    /// A unit its agent skipped in its last reading period is stale and is
+    /// evicted before the agent's fresh ones, whatever their age.
+    #[test]
+    fn units_an_agent_stopped_reading_go_first() {
+        let mut p = LearnedPolicy::new();
+        let view = |k: u32, t: u64| UnitView {
             key: UnitKey(k),
             kind: Kind::Conversation,
-            size,
-            owner: Some(AgentId(k % 5)),
-            now: Timestamp(u64::from(k)),
-        }
-    }
-
-    #[test]
-    fn fast_ln1p_is_close() {
-        for i in 0..2000 {
-            let x = (i as f32 * 0.37).powf(2.5);
-            let (fast, exact) = (fast_ln1p(x), x.ln_1p());
-            assert!(
-                (fast - exact).abs() <= 0.01 + 0.005 * exact,
-                "{x}: {fast} vs {exact}"
-            );
-        }
-        assert!(fast_ln1p(f32::INFINITY).is_finite());
-    }
-
-    #[test]
-    fn empty_policy_has_no_victim() {
-        let mut p = LearnedPolicy::new();
-        assert_eq!(p.victim(Timestamp(0)), None);
-        p.remove(UnitKey(3));
-        p.access(&view(3, 1));
-        assert_eq!(p.len(), 0);
-        assert_eq!(p.victim(Timestamp(0)), None);
-    }
-
-    #[test]
-    fn drains_every_key_exactly_once() {
-        let mut p = LearnedPolicy::new();
-        for k in 0..100 {
-            p.insert(&view(k, 1 + k % 7));
-        }
-        for k in (0..100).step_by(3) {
-            p.access(&view(k, 1 + k % 7));
-        }
-        let mut seen = BTreeSet::new();
-        while let Some(k) = p.victim(Timestamp(1000)) {
-            assert!(seen.insert(k), "victim {k:?} returned twice");
-        }
-        assert_eq!(seen.len(), 100);
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn random_operations_keep_the_contract() {
-        for seed in 0..20 {
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let mut p = LearnedPolicy::new();
-            let mut model = BTreeSet::new();
-            for step in 0..5_000u64 {
-                let k = rng.random_range(0..200u32);
-                let mut v = view(k, rng.random_range(1..10_000));
-                v.now = Timestamp(step);
-                if rng.random_bool(0.2) {
-                    v.owner = None;
-                }
-                match rng.random_range(0..100) {
-                    0..=34 => {
-                        p.insert(&v);
-                        model.insert(k);
-                    }
-                    35..=59 => p.access(&v),
-                    60..=69 => {
-                        p.remove(UnitKey(k));
-                        model.remove(&k);
-                    }
-                    70..=74 => p.agent_changed(&AgentView {
-                        agent: AgentId(k % 5),
-                        state: AgentState::ALL[rng.random_range(0..AgentState::ALL.len())],
-                        importance: Importance(rng.random_range(0..=100)),
-                        since: Timestamp(step),
-                    }),
-                    _ => match p.victim(Timestamp(step)) {
-                        Some(victim) => assert!(
-                            model.remove(&victim.0),
-                            "seed {seed}: victim {victim:?} was not tracked"
-                        ),
-                        None => assert!(model.is_empty(), "seed {seed}: no victim"),
-                    },
-                }
-                assert_eq!(p.len(), model.len(), "seed {seed} step {step}");
-            }
-            while let Some(victim) = p.victim(Timestamp(u64::MAX)) {
-                assert!(model.remove(&victim.0), "seed {seed}: drained untracked");
-            }
-            assert!(model.is_empty(), "seed {seed}: never evicted: {model:?}");
-        }
+            size: 100,
+            owner: Some(AgentId(1)),
+            now: Timestamp(t),
+        };
+        set_state(&mut p, 1, AgentState::Active, 0);
+        p.insert(&view(0, 1)); // the old session
+        p.insert(&view(1, 2));
+        set_state(&mut p, 1, AgentState::Idle, 10);
+        set_state(&mut p, 1, AgentState::Active, 100);
+        p.insert(&view(2, 101)); // the new session
+        p.access(&view(1, 102)); // reads unit 1 again, not unit 0
+        set_state(&mut p, 1, AgentState::WaitingForModel, 103);
+        assert_eq!(p.victim(Timestamp(104)), Some(UnitKey(0)));
     }
 
     fn set_state(p: &mut LearnedPolicy, agent: u32, state: AgentState, since: u64) {
