@@ -66,7 +66,7 @@ use agentmem_core::{AgentId, AgentState, EvictionPolicy, Timestamp, UnitKey};
 use crate::policy::{DList, Node, NIL};
 
 /// Groups drawn at random per decision, besides the fixed candidates.
-pub const SAMPLED_GROUPS: usize = 4;
+pub const SAMPLED_GROUPS: usize = 2;
 /// Agent states plus "state not told yet".
 const STATE_SETS: usize = 7;
 /// Candidate groups per decision, at most: the random ones, the global LRU
@@ -183,6 +183,8 @@ impl ReuseModel {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     last: u64,
+    /// `1 / sqrt(size)`, kept rather than computed per decision.
+    inv_sqrt_size: f32,
     gap: f32,
     freq: u32,
     size: u32,
@@ -197,6 +199,7 @@ impl Default for Slot {
     fn default() -> Self {
         Slot {
             last: 0,
+            inv_sqrt_size: 1.0,
             gap: 0.0,
             freq: 0,
             size: 0,
@@ -413,7 +416,7 @@ impl LearnedPolicy {
         } else {
             1.0
         };
-        p * reuses / (s.size.max(1) as f32).sqrt()
+        p * reuses * s.inv_sqrt_size
     }
 
     fn next_random(&mut self) -> u64 {
@@ -467,7 +470,6 @@ impl LearnedPolicy {
     }
 
     fn snapshot(&mut self, k: u32, cell: usize, now: u64) {
-        self.expire(now);
         if self.pending.len() >= MAX_PENDING || self.slots[k as usize].pending != NIL {
             return;
         }
@@ -525,7 +527,10 @@ impl LearnedPolicy {
         s.freq = s.freq.saturating_add(1);
         s.seen = true;
         s.last = now;
-        s.size = unit.size;
+        if s.size != unit.size {
+            s.size = unit.size;
+            s.inv_sqrt_size = 1.0 / (unit.size.max(1) as f32).sqrt();
+        }
         if !same_group {
             self.attach(k, g);
         }
@@ -606,6 +611,7 @@ impl EvictionPolicy for LearnedPolicy {
         if self.len == 0 {
             return None;
         }
+        self.expire(now);
         let mut cands = [NIL; MAX_CANDIDATES];
         let mut n = 0;
         let mut add = |g: u32, cands: &mut [u32; MAX_CANDIDATES]| {
