@@ -89,8 +89,8 @@ pub const FORGET_AFTER: f32 = 4096.0;
 const CELL_PRIOR: f32 = 2.0;
 /// Weight, in labels, of a class's prior (from the state's rank).
 const CLASS_PRIOR: f32 = 4.0;
-/// Weight of each new sample in the running mean of the insertion gap.
-const EWMA: f64 = 0.02;
+/// Weight of each victim in the running mean of the victims' age.
+const EWMA: f64 = 0.01;
 
 /// The time bin of a duration: half powers of two, from 2^18 to 2^50
 /// units of time.
@@ -109,25 +109,30 @@ fn time_bin(d: u64) -> usize {
 }
 
 /// The online reuse model: per class and time bin, how many snapshots were
-/// requested again within the horizon, out of how many.
+/// requested again within each of the [`SCALES`] (fractions of the
+/// horizon), out of how many.
 #[derive(Debug, Clone)]
 pub struct ReuseModel {
-    /// `[reused, labelled]` per cell, class-major.
-    cells: Vec<[f32; 2]>,
+    /// `[reused within each scale.., labelled]` per cell, class-major.
+    cells: Vec<[f32; SCALES.len() + 1]>,
     /// The same summed per class.
-    classes: [[f32; 2]; CLASSES],
+    classes: [[f32; SCALES.len() + 1]; CLASSES],
     trained: u64,
 }
 
 impl Default for ReuseModel {
     fn default() -> Self {
         ReuseModel {
-            cells: vec![[0.0; 2]; CLASSES * BINS],
-            classes: [[0.0; 2]; CLASSES],
+            cells: vec![[0.0; SCALES.len() + 1]; CLASSES * BINS],
+            classes: [[0.0; SCALES.len() + 1]; CLASSES],
             trained: 0,
         }
     }
 }
+
+/// The times, in horizons, within which reuse is predicted.
+pub const SCALES: [f64; 2] = [0.25, 1.0];
+const N: usize = SCALES.len();
 
 impl ReuseModel {
     /// The prior of a class, before any label: the store's semantic ranking
@@ -142,34 +147,56 @@ impl ReuseModel {
         0.1 + 0.1 * rank
     }
 
+    #[inline]
+    fn estimate(&self, class: usize, bin: usize, scale: usize) -> f32 {
+        let c = self.classes[class];
+        let pc = (c[scale] + CLASS_PRIOR * Self::class_prior(class)) / (c[N] + CLASS_PRIOR);
+        let x = self.cells[class * BINS + bin];
+        (x[scale] + CELL_PRIOR * pc) / (x[N] + CELL_PRIOR)
+    }
+
     /// The probability that a unit of `class`, `bin` is requested again
     /// within the horizon.
     #[inline]
     pub fn probability(&self, class: usize, bin: usize) -> f32 {
-        let [cr, cn] = self.classes[class];
-        let pc = (cr + CLASS_PRIOR * Self::class_prior(class)) / (cn + CLASS_PRIOR);
-        let [r, n] = self.cells[class * BINS + bin];
-        (r + CELL_PRIOR * pc) / (n + CELL_PRIOR)
+        self.estimate(class, bin, N - 1)
     }
 
-    /// Count one label for a cell (`class * BINS + bin`): whether its unit
-    /// was requested again within the horizon.
-    pub fn train(&mut self, cell: usize, reused: bool) {
+    /// How soon a unit of `class`, `bin` is expected back: the mean over
+    /// the [`SCALES`] of the probability of a request within that time (1:
+    /// surely within a quarter horizon; 0: surely not within one).
+    #[inline]
+    pub fn soonness(&self, class: usize, bin: usize) -> f32 {
+        // The mean of the two estimates, with two divisions instead of four.
+        let c = self.classes[class];
+        let pc =
+            (c[0] + c[1] + 2.0 * CLASS_PRIOR * Self::class_prior(class)) / (c[N] + CLASS_PRIOR);
+        let x = self.cells[class * BINS + bin];
+        (x[0] + x[1] + CELL_PRIOR * pc) / (2.0 * (x[N] + CELL_PRIOR))
+    }
+
+    /// Count one label for a cell (`class * BINS + bin`): the time until
+    /// its unit was requested again, in horizons (infinite if not within
+    /// the horizon).
+    pub fn train(&mut self, cell: usize, gap: f64) {
         let Some(c) = self.cells.get_mut(cell) else {
             return;
         };
         let class = &mut self.classes[cell / BINS];
-        let r = f32::from(u8::from(reused));
-        c[0] += r;
-        c[1] += 1.0;
-        class[0] += r;
-        class[1] += 1.0;
-        if c[1] >= FORGET_AFTER {
+        for x in [c, class] {
+            for (i, s) in SCALES.iter().enumerate() {
+                x[i] += f32::from(u8::from(gap <= *s));
+            }
+            x[N] += 1.0;
+        }
+        let c = &mut self.cells[cell];
+        if c[N] >= FORGET_AFTER {
             // Forget half, so the estimate follows a changing workload.
-            class[0] -= c[0] / 2.0;
-            class[1] -= c[1] / 2.0;
-            c[0] /= 2.0;
-            c[1] /= 2.0;
+            let class = &mut self.classes[cell / BINS];
+            for i in 0..=N {
+                class[i] -= c[i] / 2.0;
+                c[i] /= 2.0;
+            }
         }
         self.trained += 1;
     }
@@ -213,6 +240,8 @@ impl Default for Slot {
 #[derive(Debug, Clone)]
 struct Group {
     list: DList,
+    /// Bytes of the units in `list`.
+    bytes: u64,
     /// Position in `LearnedPolicy::nonempty`, or `NIL`.
     pos: u32,
     state: Option<AgentState>,
@@ -228,6 +257,7 @@ impl Group {
     fn new() -> Self {
         Group {
             list: DList::default(),
+            bytes: 0,
             pos: NIL,
             state: None,
             since: 0,
@@ -266,8 +296,9 @@ pub struct LearnedPolicy {
     state_links: Vec<Node>,
     sticky: u32,
     /// Mean time between insertions of units, and the last one.
-    insert_gap: f64,
-    last_insert: u64,
+    /// Running mean of the victims' ages (time since their last request):
+    /// the horizon.
+    victim_age: f64,
     pending: VecDeque<Sample>,
     /// Sequence number of `pending[0]`.
     pending_base: u32,
@@ -296,8 +327,7 @@ impl LearnedPolicy {
             by_state: [DList::default(); STATE_SETS],
             state_links: vec![Node::default()],
             sticky: NIL,
-            insert_gap: 0.0,
-            last_insert: 0,
+            victim_age: 0.0,
             pending: VecDeque::new(),
             pending_base: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
@@ -311,10 +341,12 @@ impl LearnedPolicy {
     }
 
     /// The current horizon (in the clock's units, nanoseconds in a store):
-    /// how long a unit stays in the cache on average, by Little's law the
-    /// number of units over the rate at which new ones enter.
+    /// the cache's characteristic time (as in Che's approximation of LRU),
+    /// estimated as the running mean of the victims' ages — the time since
+    /// their last request. A unit requested again within it would have
+    /// been a hit.
     pub fn horizon(&self) -> f64 {
-        self.len as f64 * self.insert_gap
+        self.victim_age
     }
 
     fn group_for(&mut self, agent: u32) -> u32 {
@@ -340,6 +372,7 @@ impl LearnedPolicy {
     fn attach(&mut self, k: u32, g: u32) {
         let grp = &mut self.groups[g as usize];
         grp.list.push_front(&mut self.group_links, k);
+        grp.bytes += u64::from(self.slots[k as usize].size);
         if grp.pos == NIL {
             grp.pos = self.nonempty.len() as u32;
             self.nonempty.push(g);
@@ -360,6 +393,7 @@ impl LearnedPolicy {
         }
         let grp = &mut self.groups[g as usize];
         grp.list.unlink(&mut self.group_links, k);
+        grp.bytes -= u64::from(self.slots[k as usize].size);
         if grp.list.len == 0 {
             let pos = grp.pos as usize;
             grp.pos = NIL;
@@ -409,14 +443,31 @@ impl LearnedPolicy {
     #[inline]
     fn score(&self, k: u32, cell: usize, now: u64) -> f32 {
         let s = &self.slots[k as usize];
-        let p = self.model.probability(cell / BINS, cell % BINS);
+        let p = self.model.soonness(cell / BINS, cell % BINS);
         let reuses = if s.freq > 1 {
             let gap = s.gap.max(now.saturating_sub(s.last) as f32).max(1.0);
             (self.h() as f32 / gap).clamp(1.0, 1e6)
         } else {
             1.0
         };
-        p * reuses * s.inv_sqrt_size
+        let inv_sqrt_size = if s.group == 0 {
+            s.inv_sqrt_size
+        } else {
+            let grp = &self.groups[s.group as usize];
+            (grp.list.len as f32 / grp.bytes.max(1) as f32).sqrt()
+        };
+        p * reuses * inv_sqrt_size
+    }
+
+    #[inline]
+    fn candidate(&self, g: u32) -> u32 {
+        let grp = &self.groups[g as usize];
+        let t = grp.list.tail;
+        if g == 0 || self.slots[t as usize].last < grp.read_start {
+            t
+        } else {
+            grp.list.head
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -439,7 +490,7 @@ impl LearnedPolicy {
                 if s.live && s.key == k {
                     s.live = false;
                     let gap = now.saturating_sub(s.taken) as f64;
-                    self.model.train(usize::from(s.cell), gap <= s.horizon);
+                    self.model.train(usize::from(s.cell), gap / s.horizon);
                 }
             }
         }
@@ -457,7 +508,7 @@ impl LearnedPolicy {
                 break;
             };
             if s.live {
-                self.model.train(usize::from(s.cell), false);
+                self.model.train(usize::from(s.cell), f64::INFINITY);
                 let seq = self.pending_base;
                 if let Some(slot) = self.slots.get_mut(s.key as usize) {
                     if slot.pending == seq {
@@ -495,7 +546,6 @@ impl LearnedPolicy {
             None => 0,
             Some(a) => self.group_for(a.0),
         };
-        let tracked = self.slots[k as usize].group != NIL;
         let same_group = self.slots[k as usize].group == g;
         if same_group {
             let list = &mut self.groups[g as usize].list;
@@ -503,11 +553,6 @@ impl LearnedPolicy {
             self.global.move_to_front(&mut self.global_links, k);
         } else {
             self.detach(k);
-        }
-        if !tracked {
-            let gap = now.saturating_sub(self.last_insert) as f64;
-            self.last_insert = self.last_insert.max(now);
-            self.insert_gap += EWMA * (gap - self.insert_gap);
         }
         let s = &mut self.slots[k as usize];
         if s.seen && g != 0 {
@@ -528,6 +573,10 @@ impl LearnedPolicy {
         s.seen = true;
         s.last = now;
         if s.size != unit.size {
+            if same_group {
+                let grp = &mut self.groups[g as usize];
+                grp.bytes = grp.bytes - u64::from(s.size) + u64::from(unit.size);
+            }
             s.size = unit.size;
             s.inv_sqrt_size = 1.0 / (unit.size.max(1) as f32).sqrt();
         }
@@ -611,6 +660,10 @@ impl EvictionPolicy for LearnedPolicy {
         if self.len == 0 {
             return None;
         }
+        if self.victim_age == 0.0 {
+            // No victim yet: start from the age of the least recent unit.
+            self.victim_age = now.saturating_sub(self.slots[self.global.tail as usize].last) as f64;
+        }
         self.expire(now);
         let mut cands = [NIL; MAX_CANDIDATES];
         let mut n = 0;
@@ -640,7 +693,7 @@ impl EvictionPolicy for LearnedPolicy {
         let mut best_score = f32::INFINITY;
         let mut best_last = u64::MAX;
         for &g in &cands[..n] {
-            let k = self.groups[g as usize].list.tail;
+            let k = self.candidate(g);
             let cell = self.cell(k, now);
             let score = self.score(k, cell, now);
             let s = &self.slots[k as usize];
@@ -655,6 +708,8 @@ impl EvictionPolicy for LearnedPolicy {
         if best == NIL {
             return None;
         }
+        let age = now.saturating_sub(self.slots[best as usize].last) as f64;
+        self.victim_age += EWMA * (age - self.victim_age);
         self.sticky = self.slots[best as usize].group;
         self.detach(best);
         Some(UnitKey(best))
