@@ -1,22 +1,35 @@
-//! The learned policy: an online estimate of "will this unit be requested
-//! again within the horizon", learnt from the trace as it is replayed (or
-//! from the store as it runs), used to pick victims; and the same estimate
-//! read the other way round to predict which agents resume soon (for
-//! prefetch).
+//! The learned policy: an online estimate of how soon a unit will be
+//! requested again, learnt from the trace as it is replayed (or from the
+//! store as it runs), used to pick victims; and the same estimate read the
+//! other way round to predict which agents resume soon (for prefetch).
 //!
 //! # How it decides
 //!
-//! Units are kept in one LRU list per owner agent (shared and public units
-//! in one more list) and in one global LRU list. A victim is chosen among the
-//! tails (least recent units) of a few groups: the group holding the global
-//! LRU unit, the group the last victim came from (so an agent that is a good
-//! victim is emptied rather than every agent losing a little), the shared
-//! group, for each agent state the agent longest in it and the one newest in
-//! it, and [`SAMPLED_GROUPS`] groups drawn at random. The candidate with the
-//! fewest expected reuses per byte freed — its reuse probability over its
-//! size — leaves; ties go to the least recent. With no agents in the trace
-//! there is one group, so the policy is exactly LRU: agent knowledge is the
-//! only thing it adds.
+//! Units are kept in one recency list per owner agent (shared and public
+//! units in one more list) and in one global LRU list. Each decision looks
+//! at a few groups: the group holding the global LRU unit, the group the
+//! last victim came from (so an agent that is a good victim is emptied
+//! rather than every agent losing a little), the shared group, for each
+//! agent state the agent longest in it and the one newest in it, and
+//! [`SAMPLED_GROUPS`] groups drawn at random. A group offers one unit:
+//!
+//! - the shared group its least recent one (LRU);
+//! - an agent its least recent unit if that one is stale (see below), and
+//!   otherwise its **most** recent one: an agent reads its context in
+//!   order at every model call, a loop, and the unit it read last is the
+//!   one it needs last next time (evicting the least recent would make the
+//!   next read miss on every unit in turn, LRU's failure on loops).
+//!
+//! The candidate worth least per byte leaves: its *soonness* (below) times
+//! how often it is requested within the horizon (the horizon over its mean
+//! gap between requests, or over its time since the last one if longer; at
+//! least 1), over the square root of its size — for an agent's unit the
+//! mean size of that agent's units, since they all come back together.
+//! Expected hits per byte would divide by the size itself; the square root
+//! keeps the coarse per-cell estimate from evicting large units that are
+//! about to be read. Ties go to the least recent. With no agents in the
+//! trace there is one group, so the policy is exactly LRU: agent knowledge
+//! is the only thing it adds.
 //!
 //! # The model
 //!
@@ -35,20 +48,22 @@
 //!
 //! Bins are half powers of two of the clock's unit (nanoseconds in a
 //! store). Each cell counts how many of its units were requested again
-//! within the horizon, with the class's own count (and, before any data, a
-//! prior from the store's semantic ranking of states) as a Bayesian prior,
-//! so sparse cells borrow strength from their class.
+//! within a quarter of the horizon and within the horizon ([`SCALES`]); a
+//! unit's *soonness* is the mean of the two rates. Each cell has its
+//! class's rates (and, before any data, a prior from the store's semantic
+//! ranking of states) as a Bayesian prior, so sparse cells borrow strength
+//! from their class.
 //!
 //! # How it learns
 //!
 //! When it scores candidates it keeps a snapshot of their cell (at most
-//! [`MAX_PENDING`] at a time). A snapshot is labelled positive if its unit
-//! is requested again within the horizon — whether it was evicted meanwhile
-//! or not — and negative when the horizon passes first. Counts halve when a
-//! cell has seen [`FORGET_AFTER`] labels, so the table follows a changing
-//! workload. The horizon is how long a unit stays in this cache (by
-//! Little's law, the number of units over the rate at which units enter),
-//! the reuse distance that separates hits from misses in it.
+//! [`MAX_PENDING`] at a time). A snapshot is labelled with the time until
+//! its unit is requested again — whether it was evicted meanwhile or not —
+//! or as not reused when the horizon passes first. Counts halve when a cell
+//! has seen [`FORGET_AFTER`] labels, so the table follows a changing
+//! workload. The horizon is the cache's characteristic time (as in Che's
+//! approximation of LRU): the running mean of the victims' ages, the reuse
+//! distance that separates hits from misses in this cache.
 //!
 //! The model is a table rather than a logistic regression (this policy's
 //! first version) because the chance of reuse depends on the state and the
@@ -433,13 +448,7 @@ impl LearnedPolicy {
         class * BINS + bin
     }
 
-    /// What keeping unit `k` is worth per byte: the model's probability
-    /// that it is requested within the horizon, times how often it is
-    /// requested then (the horizon over its mean gap between requests, or
-    /// over its time since the last one if longer: at least 1), over the
-    /// square root of its size. Expected hits per byte would divide by the
-    /// size itself; the square root keeps the per-cell estimate's coarseness
-    /// from evicting large units that are about to be read.
+    /// What keeping unit `k` is worth per byte; see the module docs.
     #[inline]
     fn score(&self, k: u32, cell: usize, now: u64) -> f32 {
         let s = &self.slots[k as usize];
@@ -459,6 +468,7 @@ impl LearnedPolicy {
         p * reuses * inv_sqrt_size
     }
 
+    /// The unit group `g` offers as a victim; see the module docs.
     #[inline]
     fn candidate(&self, g: u32) -> u32 {
         let grp = &self.groups[g as usize];
