@@ -81,7 +81,9 @@ use agentmem_core::{AgentId, AgentState, EvictionPolicy, Timestamp, UnitKey};
 use crate::policy::{DList, Node, NIL};
 
 /// Groups drawn at random per decision, besides the fixed candidates.
-pub const SAMPLED_GROUPS: usize = 2;
+pub const SAMPLED_GROUPS: usize = 4;
+/// Agent ids below this have their group found in a vector.
+const DENSE_AGENTS: usize = 1 << 20;
 /// Agent states plus "state not told yet".
 const STATE_SETS: usize = 7;
 /// Candidate groups per decision, at most: the random ones, the global LRU
@@ -255,6 +257,10 @@ impl Default for Slot {
 #[derive(Debug, Clone)]
 struct Group {
     list: DList,
+    /// The agent (0 for the shared group).
+    agent: u32,
+    /// The last decision that took this group as a candidate.
+    marked: u32,
     /// Bytes of the units in `list`.
     bytes: u64,
     /// Position in `LearnedPolicy::nonempty`, or `NIL`.
@@ -272,6 +278,8 @@ impl Group {
     fn new() -> Self {
         Group {
             list: DList::default(),
+            agent: 0,
+            marked: 0,
             bytes: 0,
             pos: NIL,
             state: None,
@@ -300,9 +308,14 @@ pub struct LearnedPolicy {
     global_links: Vec<Node>,
     global: DList,
     /// Group 0 holds shared and public units; agent `a`'s group is
-    /// `group_of[a]`.
+    /// `dense_groups[a]` (`NIL`: none yet) for ids below [`DENSE_AGENTS`],
+    /// `sparse_groups[a]` above: a store's agent ids are dense, and a
+    /// vector lookup is a good part of an access's cost cheaper than a hash.
     groups: Vec<Group>,
-    group_of: HashMap<u32, u32>,
+    dense_groups: Vec<u32>,
+    sparse_groups: HashMap<u32, u32>,
+    /// Number of the current decision, to mark candidate groups.
+    decision: u32,
     nonempty: Vec<u32>,
     /// Non-empty agent groups by state (index 6: state unknown), newest
     /// first: a group is put at the head when it enters the set, so the tail
@@ -337,7 +350,9 @@ impl LearnedPolicy {
             global_links: Vec::new(),
             global: DList::default(),
             groups: vec![Group::new()],
-            group_of: HashMap::new(),
+            dense_groups: Vec::new(),
+            sparse_groups: HashMap::new(),
+            decision: 0,
             nonempty: Vec::new(),
             by_state: [DList::default(); STATE_SETS],
             state_links: vec![Node::default()],
@@ -364,14 +379,33 @@ impl LearnedPolicy {
         self.victim_age
     }
 
+    /// Agent `agent`'s group, if it has one.
+    #[inline]
+    fn group_of(&self, agent: u32) -> Option<u32> {
+        match self.dense_groups.get(agent as usize) {
+            Some(&g) if g != NIL => Some(g),
+            Some(_) => None,
+            None => self.sparse_groups.get(&agent).copied(),
+        }
+    }
+
     fn group_for(&mut self, agent: u32) -> u32 {
-        if let Some(&g) = self.group_of.get(&agent) {
+        if let Some(g) = self.group_of(agent) {
             return g;
         }
         let g = self.groups.len() as u32;
-        self.groups.push(Group::new());
+        let mut grp = Group::new();
+        grp.agent = agent;
+        self.groups.push(grp);
         self.state_links.push(Node::default());
-        self.group_of.insert(agent, g);
+        if (agent as usize) < DENSE_AGENTS {
+            if self.dense_groups.len() <= agent as usize {
+                self.dense_groups.resize(agent as usize + 1, NIL);
+            }
+            self.dense_groups[agent as usize] = g;
+        } else {
+            self.sparse_groups.insert(agent, g);
+        }
         g
     }
 
@@ -599,7 +633,7 @@ impl LearnedPolicy {
     /// within the horizon from `now`: high for an agent about to resume.
     /// `None` for an agent never seen or whose state was never told.
     pub fn resume_probability(&self, agent: AgentId, now: Timestamp) -> Option<f32> {
-        let &g = self.group_of.get(&agent.0)?;
+        let g = self.group_of(agent.0)?;
         let grp = &self.groups[g as usize];
         let st = grp.state?;
         let bin = time_bin(now.0.saturating_sub(grp.since));
@@ -611,17 +645,12 @@ impl LearnedPolicy {
     /// `min_probability`, most likely first: the ones whose units to
     /// prefetch.
     pub fn prefetch_candidates(&self, now: Timestamp, min_probability: f32) -> Vec<(AgentId, f32)> {
-        let mut out: Vec<(AgentId, f32)> = self
-            .group_of
+        let mut out: Vec<(AgentId, f32)> = self.groups[1..]
             .iter()
-            .filter(|(_, &g)| {
-                self.groups[g as usize]
-                    .state
-                    .is_some_and(|s| s != AgentState::Active)
-            })
-            .filter_map(|(&a, _)| {
-                let p = self.resume_probability(AgentId(a), now)?;
-                (p >= min_probability).then_some((AgentId(a), p))
+            .filter(|g| g.state.is_some_and(|s| s != AgentState::Active))
+            .filter_map(|g| {
+                let p = self.resume_probability(AgentId(g.agent), now)?;
+                (p >= min_probability).then_some((AgentId(g.agent), p))
             })
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -677,26 +706,34 @@ impl EvictionPolicy for LearnedPolicy {
         self.expire(now);
         let mut cands = [NIL; MAX_CANDIDATES];
         let mut n = 0;
-        let mut add = |g: u32, cands: &mut [u32; MAX_CANDIDATES]| {
-            if g != NIL && n < MAX_CANDIDATES && !cands[..n].contains(&g) {
+        // Marks rather than a search of the list: a group is a candidate once.
+        self.decision = self.decision.wrapping_add(1);
+        let decision = self.decision;
+        let mut add = |g: u32, groups: &mut [Group], cands: &mut [u32; MAX_CANDIDATES]| {
+            if g != NIL && n < MAX_CANDIDATES && groups[g as usize].marked != decision {
+                groups[g as usize].marked = decision;
                 cands[n] = g;
                 n += 1;
             }
         };
-        add(self.slots[self.global.tail as usize].group, &mut cands);
+        add(
+            self.slots[self.global.tail as usize].group,
+            &mut self.groups,
+            &mut cands,
+        );
         if self.sticky != NIL && self.groups[self.sticky as usize].list.len > 0 {
-            add(self.sticky, &mut cands);
+            add(self.sticky, &mut self.groups, &mut cands);
         }
         if self.groups[0].list.len > 0 {
-            add(0, &mut cands);
+            add(0, &mut self.groups, &mut cands);
         }
         for set in &self.by_state {
-            add(set.tail, &mut cands);
-            add(set.head, &mut cands);
+            add(set.tail, &mut self.groups, &mut cands);
+            add(set.head, &mut self.groups, &mut cands);
         }
         for _ in 0..SAMPLED_GROUPS.min(self.nonempty.len()) {
             let i = (self.next_random() % self.nonempty.len() as u64) as usize;
-            add(self.nonempty[i], &mut cands);
+            add(self.nonempty[i], &mut self.groups, &mut cands);
         }
         let mut best = NIL;
         // Expected reuses per byte freed; ties to the least recent.

@@ -46,7 +46,7 @@ fn learned_beats_lru_on_generated_agent_traces() {
             belady_objects <= learned_objects,
             "{pct}% of objects: belady {belady_objects} > learned {learned_objects}"
         );
-        // Measured 62% and 44% fewer with this seed; demand the 20%.
+        // Measured 65% and 54% fewer with this seed; demand the 20%.
         assert!(
             learned * 100 <= lru * 80,
             "{pct}%: learned {learned} vs lru {lru}"
