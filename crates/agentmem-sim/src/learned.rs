@@ -801,6 +801,58 @@ mod tests {
         conformance::run("learned", &mut || Box::new(LearnedPolicy::new()));
     }
 
+    /// Group byte counts and list lengths stay equal to what is tracked,
+    /// through random inserts, accesses with changing sizes and owners,
+    /// removals, state changes and evictions.
+    #[test]
+    fn group_accounting_matches_the_tracked_units() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut p = LearnedPolicy::new();
+        for step in 0..20_000u64 {
+            let k = rng.random_range(0..300u32);
+            let v = UnitView {
+                key: UnitKey(k),
+                kind: Kind::Conversation,
+                size: rng.random_range(1..5_000),
+                owner: rng
+                    .random_bool(0.8)
+                    .then(|| AgentId(rng.random_range(0..12))),
+                now: Timestamp(step * 1_000_000),
+            };
+            match rng.random_range(0..10) {
+                0..=3 => p.insert(&v),
+                4..=5 => p.access(&v),
+                6 => p.remove(UnitKey(k)),
+                7 => set_state(
+                    &mut p,
+                    k % 12,
+                    AgentState::ALL[rng.random_range(0..6)],
+                    step * 1_000_000,
+                ),
+                _ => {
+                    p.victim(Timestamp(step * 1_000_000));
+                }
+            }
+            let mut units = 0usize;
+            for (g, grp) in p.groups.iter().enumerate() {
+                let mut k = grp.list.head;
+                let (mut b, mut n) = (0u64, 0usize);
+                while k != NIL {
+                    assert_eq!(p.slots[k as usize].group, g as u32);
+                    b += u64::from(p.slots[k as usize].size);
+                    n += 1;
+                    k = p.group_links[k as usize].next;
+                }
+                assert_eq!((b, n), (grp.bytes, grp.list.len), "group {g} step {step}");
+                units += n;
+            }
+            assert_eq!(units, p.len(), "step {step}");
+        }
+        assert!(p.model().trained() > 0);
+    }
+
     #[test]
     fn time_bins_are_half_powers_of_two() {
         assert_eq!(time_bin(0), 0);
