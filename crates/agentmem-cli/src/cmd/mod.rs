@@ -2,7 +2,7 @@
 
 pub mod sim;
 pub mod simulate;
-// agentmem-supervisor subcommands (issue 6)
-pub mod supervise;
 pub mod stats;
+/// agentmem-supervisor subcommands (issue 6).
+pub mod supervise;
 pub mod tracegen;
