@@ -251,3 +251,18 @@ impl AgentCgroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_are_checked() {
+        for ok in ["a", "agent-1", "x_y.z", &"n".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "a/b", "..", "sp ace", &"n".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -273,6 +273,7 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
         &Request::Pause {
             name: format!("t{tag}-1"),
             page_out: false,
+            deep: false,
         },
     )
     .unwrap();
@@ -321,6 +322,7 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
         &Request::Pause {
             name: format!("t{tag}-1"),
             page_out: true,
+            deep: true,
         },
     )
     .unwrap();
@@ -348,7 +350,8 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
             &state,
             &Request::Pause {
                 name: "nobody".into(),
-                page_out: true
+                page_out: true,
+                deep: true,
             }
         )
         .is_err(),
