@@ -167,6 +167,13 @@ impl AgentCgroup {
         Ok(())
     }
 
+    /// True when process `pid` is in this cgroup (from /proc/PID/cgroup).
+    pub fn contains(&self, pid: i32) -> bool {
+        let suffix = format!("/agentmem/{}", self.name);
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|s| s.lines().any(|l| l.ends_with(&suffix)))
+    }
+
     /// The processes in the cgroup.
     pub fn procs(&self) -> Vec<i32> {
         let d = &self.dirs()[0];

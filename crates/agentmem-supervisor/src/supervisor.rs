@@ -288,8 +288,8 @@ impl Supervised {
                 None
             };
             let out = sys::advise(&self.pidfd, &target.minus(&ws), Advice::PageOut)?;
-            for p in self.procs().into_iter().filter(|&p| p != pid) {
-                if let (Ok(fd), Ok(r)) = (Pidfd::open(p), procfs::anon_ranges(p)) {
+            for (fd, p) in self.other_procs() {
+                if let Ok(r) = procfs::anon_ranges(p) {
                     let _ = sys::advise(&fd, &r, Advice::PageOut);
                 }
             }
@@ -328,11 +328,26 @@ impl Supervised {
     }
 
     fn prefetch_others(&self) {
-        for p in self.procs().into_iter().filter(|&p| p != self.rec.pid) {
-            if let (Ok(fd), Ok(r)) = (Pidfd::open(p), procfs::anon_ranges(p)) {
+        for (fd, p) in self.other_procs() {
+            if let Ok(r) = procfs::anon_ranges(p) {
                 let _ = sys::advise(&fd, &r, Advice::WillNeed);
             }
         }
+    }
+
+    /// The agent's other processes, each as a pidfd opened *before* checking
+    /// that the process is in the agent's cgroup: a pid that exited and was
+    /// reused by an unsupervised process between reading `cgroup.procs` and
+    /// opening it fails the check and is never touched.
+    fn other_procs(&self) -> Vec<(Pidfd, i32)> {
+        self.procs()
+            .into_iter()
+            .filter(|&p| p != self.rec.pid)
+            .filter_map(|p| {
+                let fd = Pidfd::open(p).ok()?;
+                self.rec.cgroup.contains(p).then_some((fd, p))
+            })
+            .collect()
     }
 
     /// Ends the watch after a resume: the pages the agent used since then
