@@ -33,6 +33,9 @@ pub struct Config {
     pub max_threshold: Duration,
     /// CPU above this fraction of one core during a tick counts as activity. Default: 0.02.
     pub cpu_active_fraction: f64,
+    /// More bytes than this read or written (terminal, sockets, pipes, files)
+    /// during a tick count as activity. Default: 0 (any I/O).
+    pub io_active_bytes: u64,
     /// How often reclaimed agents are checked for refaults. Default: 5 s.
     pub sample_every: Duration,
     /// How often a reclaimed agent's new memory is paged out again. Default: 60 s.
@@ -65,6 +68,7 @@ impl Default for Config {
             min_threshold: Duration::from_secs(5),
             max_threshold: Duration::from_secs(600),
             cpu_active_fraction: 0.02,
+            io_active_bytes: 0,
             sample_every: Duration::from_secs(5),
             repage_every: Duration::from_secs(60),
             learn_delay: Duration::from_secs(1),
@@ -191,8 +195,6 @@ struct Supervised {
     /// After a resume: when, and whether to prefetch the rest afterwards.
     resumed: Option<(Instant, bool)>,
     last_resume_ms: Option<f64>,
-    /// The recent working set was left resident at the last page-out.
-    ws_resident: bool,
 }
 
 impl Supervised {
@@ -271,9 +273,9 @@ impl Supervised {
         let footprint = procfs::mem_usage(pid)
             .map(|u| u.rss_bytes + u.swap_bytes)
             .unwrap_or(0);
-        self.ws_resident =
+        self.learned.ws_resident =
             keep_ws.is_some_and(|f| !ws.is_empty() && (ws.bytes() as f64) <= f * footprint as f64);
-        let target = if self.ws_resident {
+        let target = if self.learned.ws_resident {
             let t = target.minus(&ws);
             ws = PageSet::default();
             t
@@ -301,12 +303,12 @@ impl Supervised {
 
     /// Pages out a working set left resident (a deep sleep).
     fn page_out_resident_ws(&mut self) -> Result<u64> {
-        if !self.ws_resident {
+        if !self.learned.ws_resident {
             return Ok(0);
         }
         let ws = self.learned.active_ws.union(&self.learned.active_ws_prev);
         let out = sys::advise(&self.pidfd, &ws, Advice::PageOut)?;
-        self.ws_resident = false;
+        self.learned.ws_resident = false;
         let now_swapped = sys::scan_pagemap(self.rec.pid, &ws, |e| e.swapped())?;
         self.learned.swapped = self.learned.swapped.union(&now_swapped);
         Ok(out.bytes)
@@ -355,14 +357,14 @@ impl Supervised {
     /// in swap is prefetched too.
     fn finish_resume(&mut self, rest: bool) -> Result<()> {
         let used = sys::scan_pagemap(self.rec.pid, &self.learned.swapped, |e| e.present())?;
-        if self.ws_resident {
+        if self.learned.ws_resident {
             // The resident set was available without faults, so its use is
             // not visible: keep it and add what the agent had to fault in.
             self.learned.active_ws = self.learned.active_ws.union(&used);
         } else {
             self.learned.active_ws_prev = std::mem::replace(&mut self.learned.active_ws, used);
         }
-        self.ws_resident = false;
+        self.learned.ws_resident = false;
         if rest {
             let rest_set = self.learned.swapped.minus(&self.learned.active_ws);
             self.prefetch(&rest_set)?;
@@ -471,11 +473,10 @@ impl Supervisor {
                 last_cpu: 0,
                 last_io: 0,
                 last_active: now,
-                reclaimed_at: (state == AgentState::Reclaimed).then_some(now),
+                reclaimed_at: (state != AgentState::Active).then_some(now),
                 last_sample: now,
                 resumed: None,
                 last_resume_ms: None,
-                ws_resident: false,
                 rec,
             };
             (a.last_cpu, a.last_io) = a.counters();
@@ -537,8 +538,8 @@ impl Supervisor {
         }
         let (cpu, io) = a.counters();
         let cpu_s = cpu.saturating_sub(a.last_cpu) as f64 / tps as f64;
-        let active =
-            cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001) || io > a.last_io;
+        let active = cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001)
+            || io.saturating_sub(a.last_io) > cfg.io_active_bytes;
         (a.last_cpu, a.last_io) = (cpu, io);
         let mut changed = false;
         if a.state == AgentState::Paused || a.state == AgentState::Reclaimed {
@@ -548,7 +549,7 @@ impl Supervisor {
                 .unwrap_or_default();
             // Memory pressure alone does not deepen the sleep: refaults of
             // resuming agents raise PSI without RAM being short.
-            if a.ws_resident && (asleep >= cfg.deep_after || low_memory) {
+            if a.learned.ws_resident && (asleep >= cfg.deep_after || low_memory) {
                 let b = a.page_out_resident_ws()?;
                 self.log.push(format!(
                     "{name}: deep sleep, working set paged out ({} MiB)",

@@ -252,6 +252,10 @@ pub struct SuperviseArgs {
     /// Seconds between ticks.
     #[arg(long, default_value_t = 1.0)]
     pub tick: f64,
+    /// Bytes of I/O per tick (terminal, sockets, pipes, files) above which an
+    /// agent counts as active; raise it for agents that redraw a clock.
+    #[arg(long, default_value_t = 0)]
+    pub io_active_bytes: u64,
     /// Seconds between refault samples of reclaimed agents.
     #[arg(long, default_value_t = 5.0)]
     pub sample_every: f64,
@@ -283,6 +287,7 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         psi_limit: a.psi_limit,
         mem_available_floor: a.mem_floor,
         cold_to_swap_file: !a.cold_in_zswap,
+        io_active_bytes: a.io_active_bytes,
         ..Config::default()
     };
     let sup = Supervisor::new(cfg, a.state.dir())?;
