@@ -192,6 +192,8 @@ struct Supervised {
     last_active: Instant,
     reclaimed_at: Option<Instant>,
     last_sample: Instant,
+    /// Last page-out of new memory of a reclaimed agent.
+    last_repage: Instant,
     /// After a resume: when, and whether to prefetch the rest afterwards.
     resumed: Option<(Instant, bool)>,
     last_resume_ms: Option<f64>,
@@ -475,6 +477,7 @@ impl Supervisor {
                 last_active: now,
                 reclaimed_at: (state != AgentState::Active).then_some(now),
                 last_sample: now,
+                last_repage: now,
                 resumed: None,
                 last_resume_ms: None,
                 rec,
@@ -610,6 +613,7 @@ impl Supervisor {
                     a.state = AgentState::Reclaimed;
                     a.reclaimed_at = Some(now);
                     a.last_sample = now;
+                    a.last_repage = now;
                     changed = true;
                     self.log.push(format!(
                         "{name}: idle {:.0} s, paged out {} MiB",
@@ -622,14 +626,13 @@ impl Supervisor {
                 a.sample_refaults()?;
                 a.last_sample = now;
                 changed = true;
-                let since = a
-                    .reclaimed_at
-                    .map(|t| now.duration_since(t))
-                    .unwrap_or_default();
-                if since >= cfg.repage_every && !pressure {
-                    // New memory allocated while idle goes out too (the learned idle set stays).
+                if now.duration_since(a.last_repage) >= cfg.repage_every && !pressure {
+                    // New memory allocated while idle goes out too (the
+                    // learned idle set stays; a working set already paged
+                    // out in a deep sleep is not called resident again).
+                    let keep = if a.learned.ws_resident { keep } else { None };
                     a.page_out(false, cfg.cold_to_swap_file, keep)?;
-                    a.reclaimed_at = Some(now);
+                    a.last_repage = now;
                 }
             }
             _ => {}
