@@ -85,6 +85,11 @@ def cleanup():
                     os.rmdir(base)
                 except OSError:
                     pass
+    for n in names:
+        try:
+            os.remove(os.path.join(D, n + ".sock"))
+        except OSError:
+            pass
     if applied:
         print(am("setup", "--revert", "--state-file", SETUP_STATE, check=False), end="")
         applied = False
