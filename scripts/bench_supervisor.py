@@ -15,6 +15,8 @@ p.add_argument("--idle-s", type=float, default=60, help="idle time measured afte
 p.add_argument("--threshold-s", type=float, default=10, help="supervisor --idle-threshold")
 p.add_argument("--rounds", type=int, default=3, help="resume measurements per agent and mode")
 p.add_argument("--data", default=None)
+p.add_argument("--cold-in-zswap", action="store_true", help="supervise --cold-in-zswap (no bypass of zswap for cold pages)")
+p.add_argument("--max-pool-percent", type=int, default=None, help="setup --max-pool-percent (default: the profile's)")
 a = p.parse_args()
 
 if os.geteuid() != 0:
@@ -83,6 +85,11 @@ def cleanup():
                     os.rmdir(base)
                 except OSError:
                     pass
+    for n in names:
+        try:
+            os.remove(os.path.join(D, n + ".sock"))
+        except OSError:
+            pass
     if applied:
         print(am("setup", "--revert", "--state-file", SETUP_STATE, check=False), end="")
         applied = False
@@ -111,12 +118,20 @@ def cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
+def faults(pid):
+    """(minor, major) page faults of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[7]), int(rest[9])
+
+
 def pctl(v, q):
     v = sorted(v)
     return v[min(len(v) - 1, int(q * len(v)))]
 
 
-results = {"agents": N, "heap_mb": a.heap_mb}
+results = {"agents": N, "heap_mb": a.heap_mb, "cold_in_zswap": a.cold_in_zswap,
+           "max_pool_percent": a.max_pool_percent}
 try:
     # 1. Agents, unmanaged: started under `agentmem run` with nothing else on.
     if os.path.exists(SETUP_STATE):
@@ -142,11 +157,13 @@ try:
 
     # 2. The default agent profile, then the supervisor.
     out = am("setup", "--apply", "--swap-file", SWAP, "--swap-size", f"{max(4, N * a.heap_mb * 2 // 1024 + 1)}GiB",
-             "--state-file", SETUP_STATE)
+             "--state-file", SETUP_STATE,
+             *(["--max-pool-percent", str(a.max_pool_percent)] if a.max_pool_percent is not None else []))
     applied = True
     print(out, end="")
     sup = subprocess.Popen([AM, "supervise", "--state-dir", STATE, "--idle-threshold", str(a.threshold_s),
-                            "--min-threshold", str(min(5.0, a.threshold_s))],
+                            "--min-threshold", str(min(5.0, a.threshold_s)),
+                            *(["--cold-in-zswap"] if a.cold_in_zswap else [])],
                            stderr=open(os.path.join(D, "supervise.log"), "w"))
     for _ in range(100):
         if os.path.exists(os.path.join(STATE, "supervisor.sock")):
@@ -190,16 +207,22 @@ try:
 
     # 4. Resume latency. Each sample: resume through the control socket, then
     # one `render` request; timed from the resume request to the answer.
-    def sample(n, prefetch):
+    def sample(n, prefetch, mode=None):
+        f0 = faults(agents[n].pid)
         t = time.perf_counter()
         ctl({"op": "resume", "name": n, "prefetch": prefetch})
         r = conns[n].ask("render")
         dt = (time.perf_counter() - t) * 1e3
+        f1 = faults(agents[n].pid)
+        if mode:
+            flt[mode].append((f1[0] - f0[0], f1[1] - f0[1]))
         if r != render0[n]:
             raise SystemExit(f"{n}: wrong answer after resume: {r!r}, expected {render0[n]!r}")
         return dt
 
-    lat = {"never_reclaimed": [], "prefetch": [], "no_prefetch": []}
+    modes = ["never_reclaimed", "prefetch", "deep_prefetch", "no_prefetch"]
+    lat = {k: [] for k in modes}
+    flt = {k: [] for k in modes}
     # Baseline: fully resident (everything brought back and touched), frozen without page-out.
     for n in names:
         ctl({"op": "resume", "name": n, "prefetch": "all"})
@@ -208,21 +231,40 @@ try:
         for n in names:
             ctl({"op": "pause", "name": n, "page_out": False})
             time.sleep(0.05)
-            lat["never_reclaimed"].append(sample(n, "none"))
-    # One resume per agent to learn its working set, then the measured rounds.
+            lat["never_reclaimed"].append(sample(n, "none", "never_reclaimed"))
+    # One resume per agent to learn its working set, then the measured rounds:
+    # prefetch = default pause (a working set within 12% of RSS stays
+    # resident, the rest is paged out) and resume with prefetch;
+    # deep_prefetch = pause --deep (everything out) and resume with
+    # prefetch of the working set; no_prefetch = pause --deep, resume without.
     for n in names:
-        ctl({"op": "pause", "name": n})
+        ctl({"op": "pause", "name": n, "deep": True})
         sample(n, "working_set")
     for _ in range(a.rounds):
-        for n in names:
-            ctl({"op": "pause", "name": n})
-            time.sleep(0.05)
-            lat["prefetch"].append(sample(n, "working_set"))
-        for n in names:
-            ctl({"op": "pause", "name": n})
-            time.sleep(0.05)
-            lat["no_prefetch"].append(sample(n, "none"))
-    results["resume_ms"] = {k: {"p50": statistics.median(v), "p90": pctl(v, 0.9), "n": len(v)} for k, v in lat.items()}
+        for mode, deep, pf in (("prefetch", False, "working_set"), ("deep_prefetch", True, "working_set"),
+                               ("no_prefetch", True, "none")):
+            for n in names:
+                ctl({"op": "pause", "name": n, "deep": deep})
+                time.sleep(0.05)
+                lat[mode].append(sample(n, pf, mode))
+    # Paused agents (default pause: working set resident), measured again.
+    for n in names:
+        ctl({"op": "pause", "name": n})
+    time.sleep(5)
+    st = ctl({"op": "status"})["status"]
+    t = st["totals"]
+    share = t["zswap_pool_bytes"] / t["swap_used_bytes"] if t["swap_used_bytes"] else 0
+    ratios = [(x["pss_bytes"] + x["swap_bytes"] * share) / unmanaged[x["name"]] for x in st["agents"]]
+    results["paused_with_resident_working_set"] = {
+        "pss_mib_mean": statistics.mean(x["pss_bytes"] for x in st["agents"]) / 2**20,
+        "zswap_pool_mib": t["zswap_pool_bytes"] / 2**20,
+        "effective_over_unmanaged_mean": statistics.mean(ratios),
+        "effective_over_unmanaged_max": max(ratios),
+    }
+    results["resume_ms"] = {k: {"p50": statistics.median(v), "p90": pctl(v, 0.9), "n": len(v),
+                                "minor_faults_mean": statistics.mean(x[0] for x in flt[k]),
+                                "major_faults_mean": statistics.mean(x[1] for x in flt[k])}
+                            for k, v in lat.items()}
     results["prefetch_over_never_reclaimed_p50"] = results["resume_ms"]["prefetch"]["p50"] / results["resume_ms"]["never_reclaimed"]["p50"]
 
     # 5. Every agent still holds exactly what it loaded.
@@ -239,9 +281,10 @@ i = results["idle"]
 r = results["resume_ms"]
 print(json.dumps(results, indent=1))
 print(f"""
-effective idle memory (PSS + zswap share) / unmanaged PSS: mean {100*i['effective_over_unmanaged_mean']:.1f}%, max {100*i['effective_over_unmanaged_max']:.1f}%  (target <= 15%)
+effective idle memory (PSS + zswap share) / unmanaged PSS, idle after the first page-out: mean {100*i['effective_over_unmanaged_mean']:.1f}%, max {100*i['effective_over_unmanaged_max']:.1f}%  (target <= 15%)
+  paused with the learned working set resident: mean {100*results['paused_with_resident_working_set']['effective_over_unmanaged_mean']:.1f}%, max {100*results['paused_with_resident_working_set']['effective_over_unmanaged_max']:.1f}%
   unmanaged PSS {results['unmanaged_pss_mib_mean']:.1f} MiB/agent; idle PSS {i['pss_mib_mean']:.1f} MiB, swap {i['swap_mib_mean']:.1f} MiB; zswap pool {i['zswap_pool_mib']:.0f} MiB holding {i['zswapped_mib']:.0f} MiB of {i['swap_used_mib']:.0f} MiB swapped
-resume-to-first-response p50: never reclaimed {r['never_reclaimed']['p50']:.1f} ms, with prefetch {r['prefetch']['p50']:.1f} ms ({results['prefetch_over_never_reclaimed_p50']:.2f}x, target <= 1.5x), without prefetch {r['no_prefetch']['p50']:.1f} ms
+resume-to-first-response p50: never reclaimed {r['never_reclaimed']['p50']:.1f} ms, with prefetch {r['prefetch']['p50']:.1f} ms ({results['prefetch_over_never_reclaimed_p50']:.2f}x, target <= 1.5x); after a deep pause: with prefetch {r['deep_prefetch']['p50']:.1f} ms, without {r['no_prefetch']['p50']:.1f} ms
 supervisor CPU with {N} idle agents: {results['supervisor_cpu_percent_of_core']:.2f}% of one core (target <= 2%)
 all {N} agents answered correctly after page-out and resume""")
 os.makedirs(D, exist_ok=True)

@@ -75,6 +75,9 @@ pub struct Learned {
     pub swapped: PageSet,
     /// Explicitly paused.
     pub paused: bool,
+    /// The recent working set was left resident at the last page-out.
+    #[serde(default)]
+    pub ws_resident: bool,
 }
 
 /// The state directory's layout.

@@ -167,6 +167,13 @@ impl AgentCgroup {
         Ok(())
     }
 
+    /// True when process `pid` is in this cgroup (from /proc/PID/cgroup).
+    pub fn contains(&self, pid: i32) -> bool {
+        let suffix = format!("/agentmem/{}", self.name);
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|s| s.lines().any(|l| l.ends_with(&suffix)))
+    }
+
     /// The processes in the cgroup.
     pub fn procs(&self) -> Vec<i32> {
         let d = &self.dirs()[0];
@@ -248,6 +255,21 @@ impl AgentCgroup {
         let _ = self.thaw();
         for d in self.dirs() {
             let _ = fs::remove_dir(&d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_are_checked() {
+        for ok in ["a", "agent-1", "x_y.z", &"n".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "a/b", "..", "sp ace", &"n".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }
 }

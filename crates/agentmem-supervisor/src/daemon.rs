@@ -29,6 +29,9 @@ pub enum Request {
         /// Page it out after freezing it. Default: true.
         #[serde(default = "yes")]
         page_out: bool,
+        /// Page out its recent working set too (a long wait). Default: false.
+        #[serde(default)]
+        deep: bool,
     },
     /// Thaw an agent and prefetch; answered when the prefetch is done.
     Resume {
@@ -70,7 +73,11 @@ fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
     let mut s = sup.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
     let r: Result<Response> = match req {
-        Request::Pause { name, page_out } => s.pause(&name, page_out).map(|b| Response {
+        Request::Pause {
+            name,
+            page_out,
+            deep,
+        } => s.pause(&name, page_out, deep, now).map(|b| Response {
             ok: true,
             paged_out_bytes: Some(b),
             ..Default::default()

@@ -634,3 +634,32 @@ pub fn snapshot() -> Vec<(PathBuf, String)> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_files_read_as_their_bracketed_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("advisor_mode");
+        fs::write(&p, "[none] scan-time\n").unwrap();
+        assert_eq!(read_setting(&p).unwrap(), "none");
+        fs::write(&p, "lzo-rle\n").unwrap();
+        assert_eq!(read_setting(&p).unwrap(), "lzo-rle");
+        assert!(read_setting(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn the_profile_prefers_fast_compressors() {
+        let lzo = COMPRESSOR_PREFERENCE
+            .iter()
+            .position(|c| *c == "lzo")
+            .unwrap();
+        let deflate = COMPRESSOR_PREFERENCE
+            .iter()
+            .position(|c| *c == "deflate")
+            .unwrap();
+        assert!(lzo < deflate, "deflate is too slow to decompress on resume");
+    }
+}

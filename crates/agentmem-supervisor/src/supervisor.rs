@@ -33,6 +33,9 @@ pub struct Config {
     pub max_threshold: Duration,
     /// CPU above this fraction of one core during a tick counts as activity. Default: 0.02.
     pub cpu_active_fraction: f64,
+    /// More bytes than this read or written (terminal, sockets, pipes, files)
+    /// during a tick count as activity. Default: 0 (any I/O).
+    pub io_active_bytes: u64,
     /// How often reclaimed agents are checked for refaults. Default: 5 s.
     pub sample_every: Duration,
     /// How often a reclaimed agent's new memory is paged out again. Default: 60 s.
@@ -45,6 +48,17 @@ pub struct Config {
     /// Below this share of MemAvailable, idle agents are paged out after the
     /// minimum threshold. Default: 0.05.
     pub mem_available_floor: f64,
+    /// Send all but an agent's recent working set straight to the swap file,
+    /// bypassing zswap for the moment of the page-out, so the zswap pool
+    /// holds the pages resumes need first. Default: true.
+    pub cold_to_swap_file: bool,
+    /// An agent's recent working set stays resident when paged out if it is
+    /// at most this share of the agent's memory (resident and swapped), so a resume costs
+    /// nothing; otherwise it is paged out (first, into zswap). Default: 0.12.
+    pub resident_ws_fraction: f64,
+    /// After this long paused or reclaimed, the resident working set is
+    /// paged out too (a deep sleep; resume then prefetches it). Default: 10 min.
+    pub deep_after: Duration,
 }
 
 impl Default for Config {
@@ -54,11 +68,15 @@ impl Default for Config {
             min_threshold: Duration::from_secs(5),
             max_threshold: Duration::from_secs(600),
             cpu_active_fraction: 0.02,
+            io_active_bytes: 0,
             sample_every: Duration::from_secs(5),
             repage_every: Duration::from_secs(60),
             learn_delay: Duration::from_secs(1),
             psi_limit: 10.0,
             mem_available_floor: 0.05,
+            cold_to_swap_file: true,
+            resident_ws_fraction: 0.12,
+            deep_after: Duration::from_secs(600),
         }
     }
 }
@@ -134,6 +152,35 @@ pub enum Prefetch {
     All,
 }
 
+const ZSWAP_ENABLED: &str = "/sys/module/zswap/parameters/enabled";
+
+/// Turns zswap's acceptance of new pages off while it lives, so pages paged
+/// out meanwhile go straight to the swap file; turns it back on when dropped
+/// (also on error). Pages already in zswap stay readable throughout: the
+/// switch only governs stores. Only used when a disk swap area exists.
+#[derive(Debug)]
+struct ZswapBypass;
+
+impl ZswapBypass {
+    fn start() -> Option<ZswapBypass> {
+        let on = std::fs::read_to_string(ZSWAP_ENABLED).is_ok_and(|s| s.trim() == "Y");
+        let disk = procfs::meminfo().is_ok_and(|m| m.swap_free > 0);
+        if on && disk && std::fs::write(ZSWAP_ENABLED, "N").is_ok() {
+            Some(ZswapBypass)
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for ZswapBypass {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(ZSWAP_ENABLED, "Y") {
+            eprintln!("agentmem supervise: could not turn zswap back on ({ZSWAP_ENABLED}): {e}");
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Supervised {
     rec: AgentRecord,
@@ -145,6 +192,8 @@ struct Supervised {
     last_active: Instant,
     reclaimed_at: Option<Instant>,
     last_sample: Instant,
+    /// Last page-out of new memory of a reclaimed agent.
+    last_repage: Instant,
     /// After a resume: when, and whether to prefetch the rest afterwards.
     resumed: Option<(Instant, bool)>,
     last_resume_ms: Option<f64>,
@@ -204,7 +253,11 @@ impl Supervised {
 
     /// Pages the agent out: the main process minus its idle working set
     /// (unless `all`), other processes of its cgroup whole.
-    fn page_out(&mut self, all: bool) -> Result<u64> {
+    ///
+    /// The recent working set goes first, into zswap, where a resume finds
+    /// it fastest. With `cold_bypass` the rest goes straight to the swap
+    /// file, so that the zswap pool holds working sets and not cold heap.
+    fn page_out(&mut self, all: bool, cold_bypass: bool, keep_ws: Option<f64>) -> Result<u64> {
         let pid = self.rec.pid;
         let anon = procfs::anon_ranges(pid)?;
         let target = if all {
@@ -212,23 +265,55 @@ impl Supervised {
         } else {
             anon.minus(&self.learned.idle_ws)
         };
-        // The recent working set goes first: when the zswap pool is at its
-        // limit, pages stored later are the ones sent on to the swap file,
-        // and the pages a resume needs first come back fastest from zswap.
-        let ws = self
+        let mut ws = self
             .learned
             .active_ws
             .union(&self.learned.active_ws_prev)
             .intersect(&target);
+        // The agent's footprint: resident and swapped (right after a resume
+        // most of it may still be in swap).
+        let footprint = procfs::mem_usage(pid)
+            .map(|u| u.rss_bytes + u.swap_bytes)
+            .unwrap_or(0);
+        self.learned.ws_resident =
+            keep_ws.is_some_and(|f| !ws.is_empty() && (ws.bytes() as f64) <= f * footprint as f64);
+        let target = if self.learned.ws_resident {
+            let t = target.minus(&ws);
+            ws = PageSet::default();
+            t
+        } else {
+            target
+        };
         let first = sys::advise(&self.pidfd, &ws, Advice::PageOut)?;
-        let out = sys::advise(&self.pidfd, &target.minus(&ws), Advice::PageOut)?;
-        for p in self.procs().into_iter().filter(|&p| p != pid) {
-            if let (Ok(fd), Ok(r)) = (Pidfd::open(p), procfs::anon_ranges(p)) {
-                let _ = sys::advise(&fd, &r, Advice::PageOut);
+        let out = {
+            let _bypass = if cold_bypass {
+                ZswapBypass::start()
+            } else {
+                None
+            };
+            let out = sys::advise(&self.pidfd, &target.minus(&ws), Advice::PageOut)?;
+            for (fd, p) in self.other_procs() {
+                if let Ok(r) = procfs::anon_ranges(p) {
+                    let _ = sys::advise(&fd, &r, Advice::PageOut);
+                }
             }
-        }
+            out
+        };
         self.learned.swapped = sys::scan_pagemap(pid, &anon, |e| e.swapped())?;
         Ok(first.bytes + out.bytes)
+    }
+
+    /// Pages out a working set left resident (a deep sleep).
+    fn page_out_resident_ws(&mut self) -> Result<u64> {
+        if !self.learned.ws_resident {
+            return Ok(0);
+        }
+        let ws = self.learned.active_ws.union(&self.learned.active_ws_prev);
+        let out = sys::advise(&self.pidfd, &ws, Advice::PageOut)?;
+        self.learned.ws_resident = false;
+        let now_swapped = sys::scan_pagemap(self.rec.pid, &ws, |e| e.swapped())?;
+        self.learned.swapped = self.learned.swapped.union(&now_swapped);
+        Ok(out.bytes)
     }
 
     /// Refaulted pages of a reclaimed agent join its idle working set.
@@ -247,11 +332,26 @@ impl Supervised {
     }
 
     fn prefetch_others(&self) {
-        for p in self.procs().into_iter().filter(|&p| p != self.rec.pid) {
-            if let (Ok(fd), Ok(r)) = (Pidfd::open(p), procfs::anon_ranges(p)) {
+        for (fd, p) in self.other_procs() {
+            if let Ok(r) = procfs::anon_ranges(p) {
                 let _ = sys::advise(&fd, &r, Advice::WillNeed);
             }
         }
+    }
+
+    /// The agent's other processes, each as a pidfd opened *before* checking
+    /// that the process is in the agent's cgroup: a pid that exited and was
+    /// reused by an unsupervised process between reading `cgroup.procs` and
+    /// opening it fails the check and is never touched.
+    fn other_procs(&self) -> Vec<(Pidfd, i32)> {
+        self.procs()
+            .into_iter()
+            .filter(|&p| p != self.rec.pid)
+            .filter_map(|p| {
+                let fd = Pidfd::open(p).ok()?;
+                self.rec.cgroup.contains(p).then_some((fd, p))
+            })
+            .collect()
     }
 
     /// Ends the watch after a resume: the pages the agent used since then
@@ -259,7 +359,14 @@ impl Supervised {
     /// in swap is prefetched too.
     fn finish_resume(&mut self, rest: bool) -> Result<()> {
         let used = sys::scan_pagemap(self.rec.pid, &self.learned.swapped, |e| e.present())?;
-        self.learned.active_ws_prev = std::mem::replace(&mut self.learned.active_ws, used);
+        if self.learned.ws_resident {
+            // The resident set was available without faults, so its use is
+            // not visible: keep it and add what the agent had to fault in.
+            self.learned.active_ws = self.learned.active_ws.union(&used);
+        } else {
+            self.learned.active_ws_prev = std::mem::replace(&mut self.learned.active_ws, used);
+        }
+        self.learned.ws_resident = false;
         if rest {
             let rest_set = self.learned.swapped.minus(&self.learned.active_ws);
             self.prefetch(&rest_set)?;
@@ -368,8 +475,9 @@ impl Supervisor {
                 last_cpu: 0,
                 last_io: 0,
                 last_active: now,
-                reclaimed_at: (state == AgentState::Reclaimed).then_some(now),
+                reclaimed_at: (state != AgentState::Active).then_some(now),
                 last_sample: now,
+                last_repage: now,
                 resumed: None,
                 last_resume_ms: None,
                 rec,
@@ -433,10 +541,27 @@ impl Supervisor {
         }
         let (cpu, io) = a.counters();
         let cpu_s = cpu.saturating_sub(a.last_cpu) as f64 / tps as f64;
-        let active =
-            cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001) || io > a.last_io;
+        let active = cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001)
+            || io.saturating_sub(a.last_io) > cfg.io_active_bytes;
         (a.last_cpu, a.last_io) = (cpu, io);
         let mut changed = false;
+        if a.state == AgentState::Paused || a.state == AgentState::Reclaimed {
+            let asleep = a
+                .reclaimed_at
+                .map(|t| now.duration_since(t))
+                .unwrap_or_default();
+            // Memory pressure alone does not deepen the sleep: refaults of
+            // resuming agents raise PSI without RAM being short.
+            if a.learned.ws_resident && (asleep >= cfg.deep_after || low_memory) {
+                let b = a.page_out_resident_ws()?;
+                self.log.push(format!(
+                    "{name}: deep sleep, working set paged out ({} MiB)",
+                    b >> 20
+                ));
+                self.save(name);
+                return Ok(());
+            }
+        }
         if a.state == AgentState::Paused {
             return Ok(());
         }
@@ -473,6 +598,7 @@ impl Supervisor {
             }
         }
         let idle_for = now.duration_since(a.last_active);
+        let keep = (!low_memory).then_some(cfg.resident_ws_fraction);
         match a.state {
             AgentState::Idle
                 if a.resumed.is_none() && idle_for >= a.effective_threshold(&cfg, low_memory) =>
@@ -483,10 +609,11 @@ impl Supervisor {
                         cfg.psi_limit
                     ));
                 } else {
-                    let bytes = a.page_out(false)?;
+                    let bytes = a.page_out(false, cfg.cold_to_swap_file, keep)?;
                     a.state = AgentState::Reclaimed;
                     a.reclaimed_at = Some(now);
                     a.last_sample = now;
+                    a.last_repage = now;
                     changed = true;
                     self.log.push(format!(
                         "{name}: idle {:.0} s, paged out {} MiB",
@@ -499,14 +626,13 @@ impl Supervisor {
                 a.sample_refaults()?;
                 a.last_sample = now;
                 changed = true;
-                let since = a
-                    .reclaimed_at
-                    .map(|t| now.duration_since(t))
-                    .unwrap_or_default();
-                if since >= cfg.repage_every && !pressure {
-                    // New memory allocated while idle goes out too (the learned idle set stays).
-                    a.page_out(false)?;
-                    a.reclaimed_at = Some(now);
+                if now.duration_since(a.last_repage) >= cfg.repage_every && !pressure {
+                    // New memory allocated while idle goes out too (the
+                    // learned idle set stays; a working set already paged
+                    // out in a deep sleep is not called resident again).
+                    let keep = if a.learned.ws_resident { keep } else { None };
+                    a.page_out(false, cfg.cold_to_swap_file, keep)?;
+                    a.last_repage = now;
                 }
             }
             _ => {}
@@ -517,9 +643,12 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Pauses an agent: freezes its cgroup, then (with `page_out`) pages all
-    /// of it out. Returns the bytes paged out.
-    pub fn pause(&mut self, name: &str, page_out: bool) -> Result<u64> {
+    /// Pauses an agent: freezes its cgroup, then (with `page_out`) pages it
+    /// out: all of it when `deep`, else all but a recent working set small
+    /// enough to stay resident. Returns the bytes paged out.
+    pub fn pause(&mut self, name: &str, page_out: bool, deep: bool, now: Instant) -> Result<u64> {
+        let cold = self.cfg.cold_to_swap_file;
+        let keep = (!deep).then_some(self.cfg.resident_ws_fraction);
         let a = self
             .agents
             .get_mut(name)
@@ -531,7 +660,12 @@ impl Supervisor {
         a.rec.cgroup.freeze()?;
         a.state = AgentState::Paused;
         a.learned.paused = true;
-        let result = if page_out { a.page_out(true) } else { Ok(0) };
+        let result = if page_out {
+            a.reclaimed_at = Some(now);
+            a.page_out(true, cold, keep)
+        } else {
+            Ok(0)
+        };
         // Saved even on error: the agent is frozen and must stay known as paused.
         self.save(name);
         let bytes = result?;
@@ -643,4 +777,23 @@ pub fn pool_share(swap_bytes: u64, mem: &MemInfo) -> u64 {
         return 0;
     }
     (mem.zswap_pool as u128 * swap_bytes.min(used) as u128 / used as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_shared_in_proportion_to_swap() {
+        let mem = MemInfo {
+            swap_total: 1000,
+            swap_free: 600,
+            zswap_pool: 100,
+            ..MemInfo::default()
+        };
+        assert_eq!(pool_share(200, &mem), 50);
+        assert_eq!(pool_share(400, &mem), 100);
+        assert_eq!(pool_share(10_000, &mem), 100, "never more than the pool");
+        assert_eq!(pool_share(5, &MemInfo::default()), 0, "no swap, no share");
+    }
 }

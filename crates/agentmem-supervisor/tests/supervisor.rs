@@ -240,6 +240,16 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
                 == 2
         },
     );
+    // The test agent's timer refaults a few pages while idle: they are
+    // learned as its idle working set (left resident at the next page-out).
+    wait_for(
+        "the idle working set to be learned",
+        Duration::from_secs(15),
+        || {
+            let l = state.load_learned(&format!("t{tag}-0"));
+            !l.idle_ws.is_empty() && l.idle_ws.bytes() < unmanaged[0] / 10
+        },
+    );
     for (i, &p) in pids.iter().enumerate() {
         let pss = procfs::mem_usage(p).unwrap().pss_bytes;
         assert!(
@@ -273,6 +283,7 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
         &Request::Pause {
             name: format!("t{tag}-1"),
             page_out: false,
+            deep: false,
         },
     )
     .unwrap();
@@ -321,6 +332,7 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
         &Request::Pause {
             name: format!("t{tag}-1"),
             page_out: true,
+            deep: true,
         },
     )
     .unwrap();
@@ -348,7 +360,8 @@ fn idle_agents_are_paged_out_frozen_and_resumed_with_correct_answers() {
             &state,
             &Request::Pause {
                 name: "nobody".into(),
-                page_out: true
+                page_out: true,
+                deep: true,
             }
         )
         .is_err(),
@@ -419,4 +432,58 @@ fn process_madvise_splits_long_ranges_and_skips_vanished_ones() {
             len - (1 << 30) - (1 << 20),
         );
     }
+}
+
+#[test]
+fn adopt_moves_a_running_process_into_its_own_cgroup() {
+    if !sys::is_root() {
+        return skip("needs root");
+    }
+    if CgroupLayout::detect().is_err() {
+        return skip("no usable cgroup hierarchy with memory and freezer");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id() as i32;
+    let opts = AgentOptions {
+        name: format!("adopt{}", std::process::id()),
+        tenant: Some("t".into()),
+        importance: 2,
+    };
+    let rec = agent::adopt(&state, &opts, pid);
+    let cleanup = |c: &mut Child| {
+        let _ = c.kill();
+        let _ = c.wait();
+    };
+    let rec = match rec {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(&mut child);
+            panic!("adopt failed: {e}");
+        }
+    };
+    let in_cgroup = rec.cgroup.contains(pid) && rec.cgroup.procs().contains(&pid);
+    let listed = state
+        .records()
+        .iter()
+        .any(|r| r.pid == pid && r.importance == 2);
+    let twice = agent::adopt(&state, &opts, pid).is_err();
+    let bad = agent::adopt(
+        &state,
+        &AgentOptions {
+            name: "other".into(),
+            tenant: None,
+            importance: 0,
+        },
+        1,
+    )
+    .is_err();
+    cleanup(&mut child);
+    rec.cgroup.remove();
+    assert!(in_cgroup, "the adopted process is in its cgroup");
+    assert!(listed, "the agent is recorded");
+    assert!(!rec.ksm, "sleep did not ask for KSM merging");
+    assert!(twice, "a live agent's name cannot be taken twice");
+    assert!(bad, "pid 1 is never adopted");
 }

@@ -252,6 +252,10 @@ pub struct SuperviseArgs {
     /// Seconds between ticks.
     #[arg(long, default_value_t = 1.0)]
     pub tick: f64,
+    /// Bytes of I/O per tick (terminal, sockets, pipes, files) above which an
+    /// agent counts as active; raise it for agents that redraw a clock.
+    #[arg(long, default_value_t = 0)]
+    pub io_active_bytes: u64,
     /// Seconds between refault samples of reclaimed agents.
     #[arg(long, default_value_t = 5.0)]
     pub sample_every: f64,
@@ -261,6 +265,10 @@ pub struct SuperviseArgs {
     /// Page out sooner when MemAvailable is below this fraction of RAM.
     #[arg(long, default_value_t = 0.05)]
     pub mem_floor: f64,
+    /// Keep cold pages in zswap too (by default all but each agent's recent
+    /// working set bypass zswap and go straight to the swap file).
+    #[arg(long)]
+    pub cold_in_zswap: bool,
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration> {
@@ -278,6 +286,8 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         sample_every: secs(a.sample_every, "--sample-every")?,
         psi_limit: a.psi_limit,
         mem_available_floor: a.mem_floor,
+        cold_to_swap_file: !a.cold_in_zswap,
+        io_active_bytes: a.io_active_bytes,
         ..Config::default()
     };
     let sup = Supervisor::new(cfg, a.state.dir())?;
@@ -327,8 +337,12 @@ pub struct PauseArgs {
     /// The agent.
     pub name: String,
     /// Only freeze it; keep its memory resident (for short waits).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "deep")]
     pub no_page_out: bool,
+    /// Page out its recent working set too (for long waits, e.g. for a person);
+    /// by default a small working set stays resident so the resume is instant.
+    #[arg(long)]
+    pub deep: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -340,6 +354,7 @@ pub fn pause(a: PauseArgs) -> Result<ExitCode> {
         &Request::Pause {
             name: a.name.clone(),
             page_out: !a.no_page_out,
+            deep: a.deep,
         },
     )?;
     println!(
