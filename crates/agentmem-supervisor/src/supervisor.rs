@@ -12,6 +12,7 @@
 //! and prefetched whole.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -154,6 +155,12 @@ pub enum Prefetch {
 
 const ZSWAP_ENABLED: &str = "/sys/module/zswap/parameters/enabled";
 
+/// Present while a [`ZswapBypass`] has zswap switched off. A supervisor
+/// killed in that window (SIGKILL runs no destructor) would leave zswap off
+/// for the whole machine; the next [`Supervisor::new`] finds the mark and
+/// turns zswap back on. Under /run, so a reboot (which resets zswap) clears it.
+const ZSWAP_BYPASS_MARK: &str = "/run/agentmem-zswap-bypass";
+
 /// Turns zswap's acceptance of new pages off while it lives, so pages paged
 /// out meanwhile go straight to the swap file; turns it back on when dropped
 /// (also on error). Pages already in zswap stay readable throughout: the
@@ -165,8 +172,13 @@ impl ZswapBypass {
     fn start() -> Option<ZswapBypass> {
         let on = std::fs::read_to_string(ZSWAP_ENABLED).is_ok_and(|s| s.trim() == "Y");
         let disk = procfs::meminfo().is_ok_and(|m| m.swap_free > 0);
-        if on && disk && std::fs::write(ZSWAP_ENABLED, "N").is_ok() {
-            Some(ZswapBypass)
+        // The mark goes first: no instant where zswap is off unrecorded.
+        if on && disk && std::fs::write(ZSWAP_BYPASS_MARK, "").is_ok() {
+            if std::fs::write(ZSWAP_ENABLED, "N").is_ok() {
+                return Some(ZswapBypass);
+            }
+            let _ = std::fs::remove_file(ZSWAP_BYPASS_MARK);
+            None
         } else {
             None
         }
@@ -175,9 +187,29 @@ impl ZswapBypass {
 
 impl Drop for ZswapBypass {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::write(ZSWAP_ENABLED, "Y") {
-            eprintln!("agentmem supervise: could not turn zswap back on ({ZSWAP_ENABLED}): {e}");
+        match std::fs::write(ZSWAP_ENABLED, "Y") {
+            Ok(()) => {
+                let _ = std::fs::remove_file(ZSWAP_BYPASS_MARK);
+            }
+            Err(e) => {
+                eprintln!("agentmem supervise: could not turn zswap back on ({ZSWAP_ENABLED}): {e}")
+            }
         }
+    }
+}
+
+impl ZswapBypass {
+    /// Turns zswap back on if an earlier supervisor died inside a bypass.
+    /// Returns whether it did.
+    fn recover() -> bool {
+        if !Path::new(ZSWAP_BYPASS_MARK).exists() {
+            return false;
+        }
+        let ok = std::fs::write(ZSWAP_ENABLED, "Y").is_ok();
+        if ok {
+            let _ = std::fs::remove_file(ZSWAP_BYPASS_MARK);
+        }
+        ok
     }
 }
 
@@ -416,6 +448,12 @@ impl Supervisor {
             last_tick: None,
             log: Vec::new(),
         };
+        if ZswapBypass::recover() {
+            s.log.push(
+                "zswap was left off by a supervisor that died during a page-out: turned it back on"
+                    .into(),
+            );
+        }
         s.rescan(Instant::now());
         Ok(s)
     }
