@@ -23,6 +23,7 @@ use agentmem_backend::{
     EmbeddedOptions, Error, Kind, Memory, Visibility,
 };
 use napi::bindgen_prelude::{Buffer, Either};
+use napi::{Env, JsBuffer};
 use napi_derive::napi;
 use serde_json::Value;
 
@@ -298,10 +299,14 @@ impl Store {
 
     /// Read a unit on behalf of an agent, as a `Buffer`.
     #[napi]
-    pub fn get(&self, agent: u32, id: String) -> Result<Buffer> {
+    pub fn get(&self, env: Env, agent: u32, id: String) -> Result<JsBuffer> {
         let id = parse_content_id(&id).map_err(js)?;
         let data = self.b()?.get(agent_id(agent), &id).map_err(js)?;
-        Ok(data.to_vec().into())
+        // A copy into a V8-owned buffer: for small units much cheaper than
+        // handing V8 an external buffer with a finalizer.
+        env.create_buffer_copy(&data)
+            .map(|b| b.into_raw())
+            .map_err(|e| napi::Error::new(Code("AGENTMEM_INTERNAL"), e.reason.clone()))
     }
 
     /// Read a unit on behalf of an agent, as a string (UTF-8).
