@@ -14,7 +14,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -p agentmem-capi
+cargo build --release -p agentmem-capi -p agentmem-daemon
 scripts/install-capi.sh "$tmp/prefix" >/dev/null
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
 defs=()
@@ -28,19 +28,25 @@ cc -std=c11 -Wall -Wextra -Werror "${defs[@]}" crates/agentmem-capi/tests/c/test
     $(pkg-config --cflags agentmem) "$tmp/prefix/lib/libagentmem.a" \
     $(pkg-config --libs-only-l --static agentmem | sed 's/-lagentmem//') -o "$tmp/test_static"
 
-args=()
-if [[ ${defs[*]-} == *CONNECT* && -x target/release/agentmemd ]]; then
-    sock="$tmp/agentmemd.sock"
-    target/release/agentmemd --socket "$sock" >"$tmp/agentmemd.log" 2>&1 &
+# Each run gets a fresh daemon: agentmemd keeps a finished run's agents for
+# their grace time, which would show in the next run's stats.
+start_daemon() {
+    args=()
+    [[ ${defs[*]-} == *CONNECT* && -x target/release/agentmemd ]] || return 0
+    if [[ -n $daemon_pid ]]; then kill "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=; fi
+    local sock="$tmp/agentmemd-$RANDOM.sock"
+    target/release/agentmemd --socket "$sock" >>"$tmp/agentmemd.log" 2>&1 &
     daemon_pid=$!
     for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.1; done
     [[ -S $sock ]] || { cat "$tmp/agentmemd.log"; echo "agentmemd did not start" >&2; exit 1; }
     args=("$sock")
-fi
+}
 
 echo "--- static build"
+start_daemon
 timeout 120 "$tmp/test_static" "${args[@]}"
 echo "--- shared build under valgrind"
+start_daemon
 timeout 600 valgrind --quiet --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
     "$tmp/test_shared" "${args[@]}"

@@ -2,7 +2,8 @@
 //!
 //! The one interface every language binding (C, Node.js, Python) talks to.
 //! A [`Backend`] is either the embedded store, in this process
-//! ([`EmbeddedBackend`]), or `agentmemd` over its Unix socket. Bindings never
+//! ([`EmbeddedBackend`]), or `agentmemd` over its Unix socket
+//! ([`DaemonBackend`], through `agentmem-client`). Bindings never
 //! call the store or the client directly: they hold a [`Memory`], which adds
 //! what every binding needs on top of a backend — closing (after which every
 //! call fails with [`ErrorKind::Closed`] instead of touching freed state) and
@@ -16,6 +17,7 @@
 //! the backend's `Arc` under a short read lock, so `close` waits for no call
 //! and calls running while it closes finish normally.
 
+mod daemon;
 mod embedded;
 mod error;
 
@@ -28,6 +30,7 @@ pub use agentmem_core::{
     Tier, Visibility, DEFAULT_MAX_UNIT_SIZE,
 };
 pub use bytes::Bytes;
+pub use daemon::{DaemonBackend, DaemonOptions};
 pub use embedded::{EmbeddedBackend, EmbeddedOptions};
 pub use error::{Error, ErrorKind, Result};
 use parking_lot::RwLock;
@@ -93,6 +96,16 @@ impl Memory {
     /// Open an embedded store in this process.
     pub fn embedded(options: &EmbeddedOptions) -> Result<Memory> {
         Ok(Memory::new(Arc::new(EmbeddedBackend::open(options)?)))
+    }
+
+    /// Connect to agentmemd at `socket`; [`ErrorKind::NotRunning`] if no
+    /// daemon listens there.
+    pub fn connect(socket: impl Into<std::path::PathBuf>) -> Result<Memory> {
+        let options = DaemonOptions {
+            socket: socket.into(),
+            ..DaemonOptions::default()
+        };
+        Ok(Memory::new(Arc::new(DaemonBackend::connect(options)?)))
     }
 
     /// The backend, or [`ErrorKind::Closed`] once [`Memory::close`] ran.

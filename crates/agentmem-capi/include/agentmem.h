@@ -304,6 +304,18 @@ agentmem_result agentmem_open_embedded(const struct agentmem_embedded_options *o
                                        struct agentmem_ctx *out);
 
 /*
+ Connect to agentmemd listening on the Unix socket `socket_path`. Each
+ agent registered in this context gets its own connection (the daemon
+ binds a connection to one agent). `AGENTMEM_NOT_RUNNING` if no daemon
+ listens there.
+
+ # Safety
+ `socket_path` is a NUL-terminated string; `out` points to a writable
+ `agentmem_ctx`.
+ */
+agentmem_result agentmem_connect(const char *socket_path, struct agentmem_ctx *out);
+
+/*
  Close a context: every handle of it becomes invalid and the store's
  memory is freed (an embedded store) or the connection closed (daemon).
  Closing a closed context gives `AGENTMEM_CLOSED`.

@@ -198,7 +198,10 @@ fn ctx_memory(ctx: agentmem_ctx) -> Result<Memory, Fail> {
             agentmem_result::AGENTMEM_CLOSED,
             "this agentmem_ctx was closed (agentmem_close): open a new one",
         )),
-        Found::Never => Err(invalid_handle("agentmem_ctx", "agentmem_open_embedded")),
+        Found::Never => Err(invalid_handle(
+            "agentmem_ctx",
+            "agentmem_open_embedded or agentmem_connect",
+        )),
     }
 }
 
@@ -331,6 +334,30 @@ pub unsafe extern "C" fn agentmem_open_embedded(
             },
         };
         let m = Memory::embedded(&opts)?;
+        out.opaque = REGISTRY.lock().ctxs.insert(m);
+        Ok(())
+    })
+}
+
+/// Connect to agentmemd listening on the Unix socket `socket_path`. Each
+/// agent registered in this context gets its own connection (the daemon
+/// binds a connection to one agent). `AGENTMEM_NOT_RUNNING` if no daemon
+/// listens there.
+///
+/// # Safety
+/// `socket_path` is a NUL-terminated string; `out` points to a writable
+/// `agentmem_ctx`.
+#[no_mangle]
+pub unsafe extern "C" fn agentmem_connect(
+    socket_path: *const c_char,
+    out: *mut agentmem_ctx,
+) -> agentmem_result {
+    ffi(|| {
+        // SAFETY: caller contract.
+        let out = unsafe { c_out(out, "out") }?;
+        // SAFETY: caller contract.
+        let path = unsafe { c_str(socket_path, "socket_path") }?;
+        let m = Memory::connect(path)?;
         out.opaque = REGISTRY.lock().ctxs.insert(m);
         Ok(())
     })
