@@ -44,7 +44,10 @@ export interface AgentMemoryOptions {
    * by agents with the same tools). Default: none.
    */
   tools?: any
-  /** The agent's name. Default: `"agent"`. */
+  /**
+   * The agent's name; with agentmemd, unique among the tenant's
+   * connected agents. Default: `"agent-<pid>-<n>"`.
+   */
   name?: string
   /**
    * Its tenant: agents of one tenant deduplicate their private data

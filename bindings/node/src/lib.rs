@@ -83,13 +83,15 @@ fn open_socket(path: &str) -> Result<Memory> {
 }
 
 fn connect_daemon(path: &str) -> std::result::Result<Memory, Error> {
-    Err(Error::NotRunning {
-        path: path.to_string(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "this build of agentmem has no daemon client",
-        ),
-    })
+    Memory::connect(path)
+}
+
+/// A name unique in this process (agentmemd refuses a second connection
+/// for a name already connected in the tenant).
+fn default_agent_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("agent-{}-{n}", std::process::id())
 }
 
 /// Settings of an embedded store.
@@ -155,7 +157,8 @@ pub struct AgentMemoryOptions {
     /// Tool definitions: any JSON value (stored as its JSON text, shared
     /// by agents with the same tools). Default: none.
     pub tools: Option<Value>,
-    /// The agent's name. Default: `"agent"`.
+    /// The agent's name; with agentmemd, unique among the tenant's
+    /// connected agents. Default: `"agent-<pid>-<n>"`.
     pub name: Option<String>,
     /// Its tenant: agents of one tenant deduplicate their private data
     /// together. Default: `"default"`.
@@ -427,7 +430,7 @@ impl AgentMemory {
         let b = mem.backend().map_err(js)?;
         let agent = b
             .register_agent(
-                o.name.as_deref().unwrap_or("agent"),
+                &o.name.clone().unwrap_or_else(default_agent_name),
                 o.tenant.as_deref().unwrap_or("default"),
                 50,
             )

@@ -19,6 +19,11 @@ function expectCode(fn, code, pattern) {
   });
 }
 
+// Agent names unique in this run: agentmemd keeps a closed store's agents
+// (by name) for their grace time.
+let serial = 0;
+const uniq = (name) => `${name}-${process.pid}-${serial++}`;
+
 const backends = [['embedded', () => Store.embedded()]];
 if (process.env.AGENTMEM_TEST_SOCKET) {
   backends.push(['daemon', () => Store.connect(process.env.AGENTMEM_TEST_SOCKET)]);
@@ -29,7 +34,7 @@ for (const [name, open] of backends) {
     const store = open();
     const agents = [];
     for (let i = 0; i < 100; i++) {
-      const a = store.agentMemory(PROMPT, { tools: TOOLS, name: `agent-${i}` });
+      const a = store.agentMemory(PROMPT, { tools: TOOLS, name: uniq(`agent-${i}`) });
       a.conversation.append({ role: 'user', content: `task ${i}` });
       a.conversation.append(`follow-up ${i}`);
       agents.push(a);
@@ -59,12 +64,17 @@ for (const [name, open] of backends) {
 
   test(`${name}: low-level store access`, () => {
     const store = open();
-    const a = store.registerAgent('a', 'tenant-a');
-    const b = store.registerAgent('b', 'tenant-b');
+    const a = store.registerAgent(uniq('a'), 'tenant-a');
+    const b = store.registerAgent(uniq('b'), 'tenant-b');
     const id = store.put(a, 'tool_result', Buffer.from([1, 2, 3, 0, 255]));
     assert.match(id, /^[0-9a-f]{64}$/);
     assert.deepEqual([...store.get(a, id)], [1, 2, 3, 0, 255]);
-    expectCode(() => store.get(b, id), 'AGENTMEM_ACCESS_DENIED', /shared/);
+    if (name === 'daemon') {
+      // agentmemd does not tell "not yours" from "not there".
+      expectCode(() => store.get(b, id), 'AGENTMEM_UNKNOWN_UNIT');
+    } else {
+      expectCode(() => store.get(b, id), 'AGENTMEM_ACCESS_DENIED', /shared/);
+    }
     store.share(a, id, b);
     assert.deepEqual([...store.get(b, id)], [1, 2, 3, 0, 255]);
     store.markHot(b, id);
@@ -87,14 +97,14 @@ for (const [name, open] of backends) {
 
   test(`${name}: bad input throws errors with codes, never crashes`, () => {
     const store = open();
-    const a = store.registerAgent('a');
+    const a = store.registerAgent(uniq('a'));
     expectCode(() => store.put(a, 'nope', 'x'), 'AGENTMEM_INVALID_ARGUMENT', /system_prompt/);
     expectCode(() => store.put(a, 'blob', ''), 'AGENTMEM_INVALID_ARGUMENT', /empty/);
     expectCode(() => store.get(a, 'not-an-id'), 'AGENTMEM_INVALID_ARGUMENT', /hex/);
     expectCode(() => store.get(a, '00'.repeat(32)), 'AGENTMEM_UNKNOWN_UNIT');
     expectCode(() => store.setState(a, 'sleepy'), 'AGENTMEM_INVALID_ARGUMENT', /waiting_for_human/);
     expectCode(() => store.readMessages(999), 'AGENTMEM_UNKNOWN_CONVERSATION');
-    expectCode(() => store.registerAgent('x', 't', 1000), 'AGENTMEM_INVALID_ARGUMENT');
+    expectCode(() => store.registerAgent(uniq('x'), 't', 1000), 'AGENTMEM_INVALID_ARGUMENT');
     // Wrong JS types: napi's own type errors, thrown as Errors.
     assert.throws(() => store.put(a, 'blob', 42), Error);
     assert.throws(() => store.get('a', 5), Error);

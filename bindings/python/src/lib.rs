@@ -57,13 +57,7 @@ fn data_of(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
 static DEFAULT_STORE: Mutex<Option<Memory>> = Mutex::new(None);
 
 fn connect_daemon(path: &str) -> Result<Memory, Error> {
-    Err(Error::NotRunning {
-        path: path.to_string(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "this build of agentmem has no daemon client",
-        ),
-    })
+    Memory::connect(path)
 }
 
 /// The seed's `agent_mem_stats` figures.

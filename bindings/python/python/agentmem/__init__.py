@@ -17,7 +17,9 @@ Errors are subclasses of :class:`AgentMemError`, see :mod:`agentmem.errors`.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from os import PathLike
 from typing import Any, Optional, Union
 
@@ -66,6 +68,8 @@ __all__ = [
 ]
 
 Message = Union[str, dict]
+
+_serial = itertools.count()
 
 
 class Conversation:
@@ -119,7 +123,9 @@ class AgentMemory:
 
     Without ``store`` or ``socket_path`` every ``AgentMemory`` of the
     process shares one embedded store (``Store.default()``), so agents with
-    the same prompt hold one copy of it. A context manager: leaving the
+    the same prompt hold one copy of it. ``name`` defaults to
+    ``agent-<pid>-<n>``; with agentmemd it must be unique among the
+    tenant's connected agents. A context manager: leaving the
     ``with`` block releases the agent's memory.
     """
 
@@ -128,7 +134,7 @@ class AgentMemory:
         system_prompt: str,
         tools: Any = None,
         *,
-        name: str = "agent",
+        name: Optional[str] = None,
         tenant: str = "default",
         store: Optional[Store] = None,
         socket_path: Union[str, "PathLike[str]", None] = None,
@@ -140,6 +146,10 @@ class AgentMemory:
         if store is None:
             store = Store.connect(socket_path) if socket_path is not None else Store.default()
         self.store = store
+        if name is None:
+            # Unique in the process: agentmemd refuses a second connection
+            # for a name already connected in the tenant.
+            name = f"agent-{os.getpid()}-{next(_serial)}"
         self.agent_id = store.register_agent(name, tenant)
         try:
             self._prompt = store.put(self.agent_id, "system_prompt", system_prompt)
