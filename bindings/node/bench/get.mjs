@@ -1,6 +1,6 @@
 // Latency of one get of a 1 KiB message through the Node.js binding
 // (Store.get -> Buffer), measured like crates/agentmem-capi/examples/get_latency.rs:
-// 30 batches of 20,000 gets, one JSON line. Optional argument: a socket path
+// 30 batches of 20,000 gets (15 of 2,000 through the daemon), one JSON line. Optional argument: a socket path
 // to measure through agentmemd instead of the embedded store.
 import { createRequire } from 'node:module';
 
@@ -14,10 +14,10 @@ text = (text + '"}').slice(0, 1024);
 
 const socket = process.argv[2];
 const store = socket ? Store.connect(socket) : Store.embedded();
-const agent = store.registerAgent('bench');
+const agent = store.registerAgent(`bench-node-${process.pid}`);
 const id = store.put(agent, 'conversation', Buffer.from(text));
-const BATCH = 20000;
-const BATCHES = 30;
+const BATCH = socket ? 2000 : 20000;
+const BATCHES = socket ? 15 : 30;
 const run = () => {
   for (let i = 0; i < BATCH; i++) {
     if (store.get(agent, id).length !== 1024) throw new Error('wrong size');

@@ -1,9 +1,10 @@
 """Latency of one get of a 1 KiB message through the Python binding
 (Store.get -> bytes), measured like crates/agentmem-capi/examples/get_latency.rs:
-30 batches of 20,000 gets, one JSON line. Optional argument: a socket path to
+30 batches of 20,000 gets (15 of 2,000 through the daemon), one JSON line. Optional argument: a socket path to
 measure through agentmemd instead of the embedded store."""
 
 import json
+import os
 import sys
 import time
 
@@ -17,9 +18,9 @@ text = (text + '"}')[:1024]
 
 socket = sys.argv[1] if len(sys.argv) > 1 else None
 store = Store.connect(socket) if socket else Store.embedded()
-agent = store.register_agent("bench")
+agent = store.register_agent(f"bench-python-{os.getpid()}")
 uid = store.put(agent, "conversation", text.encode())
-BATCH, BATCHES = 20_000, 30
+BATCH, BATCHES = (2_000, 15) if socket else (20_000, 30)
 get = store.get
 
 
