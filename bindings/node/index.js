@@ -310,8 +310,9 @@ if (!nativeBinding) {
   throw new Error(`Failed to load native binding`)
 }
 
-const { Store, AgentMemory, Conversation } = nativeBinding
+const { releaseFreeMemory, Store, AgentMemory, Conversation } = nativeBinding
 
+module.exports.releaseFreeMemory = releaseFreeMemory
 module.exports.Store = Store
 module.exports.AgentMemory = AgentMemory
 module.exports.Conversation = Conversation

@@ -6,7 +6,9 @@
 //   ... [--agents N] [--data DIR]   (default: the repository's data/sample)
 //
 // Prints the store's stats and the growth of the process's resident memory
-// while building the agents (the input corpus is loaded in both modes).
+// while building the agents (the input corpus is loaded in both modes), also
+// after handing freed memory back to the OS (releaseFreeMemory), and the
+// growth of live V8 heap objects.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
-const { AgentMemory } = require('../index.js');
+const { AgentMemory, releaseFreeMemory } = require('../index.js');
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -39,15 +41,21 @@ let convLines = load(join('conversations', convFile.replace(/\.zst$/, '')));
 convLines = convLines.split('\n').filter(Boolean);
 if (convLines.length < n) throw new Error(`${data} holds ${convLines.length} conversations; asked for ${n}`);
 
-const rss = () => {
+const rss = (trim = false) => {
   globalThis.gc?.();
+  if (trim) releaseFreeMemory();
   return Number(readFileSync('/proc/self/statm', 'utf8').split(' ')[1]) * 4096;
+};
+const heapUsed = () => {
+  globalThis.gc?.();
+  return process.memoryUsage().heapUsed;
 };
 // What a runtime receives for each agent: its own copy of the prompt and
 // tools text (read or fetched per agent), and its messages.
 const fresh = (s) => Buffer.from(s, 'utf8').toString('utf8');
 
-const before = rss();
+const before = rss(true);
+const heapBefore = heapUsed();
 const agents = [];
 let messages = 0;
 for (let i = 0; i < n; i++) {
@@ -67,8 +75,21 @@ for (let i = 0; i < n; i++) {
   messages += conv.length;
 }
 const after = rss();
+// What is left once the allocator returns freed memory (the store's
+// dictionary training and parse buffers) to the OS.
+const afterTrim = rss(true);
+const heapGrowth = heapUsed() - heapBefore;
 
-const out = { mode: plain ? 'plain' : 'agentmem', agents: n, messages, rss_growth_bytes: after - before };
+const out = {
+  mode: plain ? 'plain' : 'agentmem',
+  agents: n,
+  messages,
+  rss_growth_bytes: after - before,
+  rss_growth_after_trim_bytes: afterTrim - before,
+  // Live JS objects: V8 sizes its heap by its own rules, so RSS alone can
+  // hide (or inflate) what the agents hold in JS.
+  v8_heap_used_growth_bytes: heapGrowth,
+};
 if (!plain) {
   agents[n - 1].setState('active');
   const ctx = agents[n - 1].conversation.getContext();

@@ -94,6 +94,14 @@ fn default_agent_name() -> String {
     format!("agent-{}-{n}", std::process::id())
 }
 
+/// Hand memory the process has freed back to the operating system
+/// (glibc's `malloc_trim`); returns whether any was released. Useful after
+/// parking many agents.
+#[napi]
+pub fn release_free_memory() -> bool {
+    agentmem_backend::release_free_memory()
+}
+
 /// Settings of an embedded store.
 #[napi(object)]
 #[derive(Debug, Default)]

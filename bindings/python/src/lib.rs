@@ -376,11 +376,20 @@ impl Store {
     }
 }
 
+/// Hand memory the process has freed back to the operating system
+/// (glibc's `malloc_trim`); returns whether any was released. Useful after
+/// parking many agents.
+#[pyfunction]
+fn release_free_memory(py: Python<'_>) -> bool {
+    py.allow_threads(agentmem_backend::release_free_memory)
+}
+
 /// The native part of the `agentmem` package.
 #[pymodule]
 fn _agentmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Store>()?;
     m.add_class::<MemStats>()?;
+    m.add_function(wrap_pyfunction!(release_free_memory, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -126,6 +126,24 @@ impl Memory {
     }
 }
 
+/// Hand memory the process has freed back to the operating system
+/// (glibc's `malloc_trim`); returns whether any was released. The store
+/// frees large temporary buffers (dictionary training, compression of
+/// big units) that glibc otherwise keeps for reuse, so resident memory
+/// overstates what is live. A no-op returning `false` on other C libraries.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks glibc's own heap under its locks;
+        // it takes no pointers from us.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Parse a kind by its snake_case name (`"system_prompt"`, `"tool_defs"`,
 /// `"conversation"`, `"tool_result"`, `"blob"`); dashes are accepted too.
 pub fn parse_kind(s: &str) -> Result<Kind> {

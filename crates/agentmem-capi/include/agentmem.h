@@ -486,6 +486,13 @@ const char *agentmem_result_message(uint32_t result);
 const char *agentmem_last_error_message(void);
 
 /*
+ Hand memory the process has freed back to the operating system (glibc's
+ `malloc_trim`); returns 1 if any was released, else 0. Useful after
+ parking many agents.
+ */
+uint32_t agentmem_release_free_memory(void);
+
+/*
  The library's version, e.g. "0.1.0".
  */
 const char *agentmem_version(void);

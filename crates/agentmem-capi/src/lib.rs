@@ -819,6 +819,14 @@ pub extern "C" fn agentmem_last_error_message() -> *const c_char {
     boundary::last_error_ptr()
 }
 
+/// Hand memory the process has freed back to the operating system (glibc's
+/// `malloc_trim`); returns 1 if any was released, else 0. Useful after
+/// parking many agents.
+#[no_mangle]
+pub extern "C" fn agentmem_release_free_memory() -> u32 {
+    std::panic::catch_unwind(agentmem_backend::release_free_memory).map_or(0, u32::from)
+}
+
 /// The library's version, e.g. "0.1.0".
 #[no_mangle]
 pub extern "C" fn agentmem_version() -> *const c_char {

@@ -24,7 +24,7 @@ from os import PathLike
 from typing import Any, Optional, Union
 
 from . import errors
-from ._agentmem import MemStats, Store, __version__
+from ._agentmem import MemStats, Store, __version__, release_free_memory
 from .errors import (
     AccessDeniedError,
     AgentMemError,
@@ -48,6 +48,7 @@ __all__ = [
     "Conversation",
     "Store",
     "MemStats",
+    "release_free_memory",
     "errors",
     "AgentMemError",
     "AccessDeniedError",

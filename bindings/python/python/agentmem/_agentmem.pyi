@@ -7,6 +7,10 @@ __version__: str
 
 Data = Union[bytes, bytearray, str]
 
+def release_free_memory() -> bool:
+    """Hand memory the process has freed back to the OS (glibc malloc_trim)."""
+    ...
+
 class MemStats:
     """The seed's agent_mem_stats figures."""
 
