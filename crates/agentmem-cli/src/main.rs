@@ -28,6 +28,11 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Generate an agent-aware trace from real conversations.
     TraceGen(cmd::tracegen::Args),
+    /// Run agentmemd: serve one store to many agent processes over a Unix
+    /// socket (the same program as the `agentmemd` binary).
+    Daemon(agentmem_daemon::Args),
+    /// Print a running agentmemd's accounting as tables or JSON.
+    Stats(cmd::stats::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +41,10 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::TraceGen(args) => cmd::tracegen::run(args),
+        Command::Daemon(args) => {
+            agentmem_daemon::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
+        Command::Stats(args) => cmd::stats::run(args),
     };
     match result {
         Ok(code) => code,

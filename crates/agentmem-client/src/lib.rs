@@ -973,6 +973,46 @@ impl AsyncClient {
         res
     }
 
+    /// Send `requests` all at once, then read their answers, in order (see
+    /// [`Client::pipeline`]).
+    pub async fn pipeline(&mut self, requests: Vec<Request>) -> Result<Vec<Response>> {
+        let first = self.next_id;
+        self.next_id += requests.len() as u64;
+        let frames: Vec<ClientFrame> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, request)| ClientFrame {
+                id: first + i as u64,
+                request,
+            })
+            .collect();
+        let res = async {
+            let conn = self.ensure().await?;
+            conn.send(&frames).await?;
+            let mut out = Vec::with_capacity(frames.len());
+            for f in &frames {
+                let (id, reply) = conn.read_frame().await?;
+                check_id(id, f.id, &reply)?;
+                out.push(match reply {
+                    Reply::Plain(r) => r,
+                    Reply::Segment(s) => Response::Data(ByteBuf::from(s.as_slice().to_vec())),
+                });
+            }
+            Ok(out)
+        }
+        .await;
+        if let Err(
+            ClientError::Disconnected(_)
+            | ClientError::Closed(_)
+            | ClientError::Protocol(_)
+            | ClientError::Segment(_),
+        ) = &res
+        {
+            self.conn = None;
+        }
+        res
+    }
+
     async fn plain(&mut self, request: Request) -> Result<Response> {
         let name = request.name();
         match self.call(request).await? {

@@ -57,7 +57,8 @@ pub struct StoreConfig {
     pub ram_budget: Size,
     /// Hot bytes the store may hold. Default: a quarter of `ram_budget`.
     pub hot_budget: Option<Size>,
-    /// Largest unit accepted. Default: 64 MiB (the core's default).
+    /// Largest unit accepted. Default: 1 GiB (the core's default); over the
+    /// socket a put is also bounded by `max_frame`.
     pub max_unit_size: Size,
 }
 
@@ -244,6 +245,17 @@ mod tests {
         assert!(format!("{e:#}").contains("socket_mode"), "{e:#}");
         let e = Config::parse("[[tokens]]\ntoken = \"short\"\ntenant = \"a\"").unwrap_err();
         assert!(format!("{e:#}").contains("at least 16"), "{e:#}");
+    }
+
+    #[test]
+    fn packaged_sample_config_states_the_defaults() {
+        let text = include_str!("../../../packaging/agentmemd.toml");
+        let c = Config::parse(text).unwrap();
+        let d = Config {
+            socket: PathBuf::from("/run/agentmem/agentmem.sock"),
+            ..Config::default()
+        };
+        assert_eq!(c, d);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use agentmem_proto::{
     ProtoError, Response, ServerFrame, Welcome, CONNECTION_ID, MIN_MAX_FRAME, VERSION,
 };
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
@@ -157,6 +157,9 @@ enum Close {
     Timeout,
     /// The daemon is stopping.
     Shutdown,
+    /// The handshake was refused (bad token, agent already connected,
+    /// connection limit).
+    Refused(String),
 }
 
 /// Undecoded bytes of one connection.
@@ -170,21 +173,40 @@ impl Inbox {
         self.buf.len() - self.start
     }
 
-    /// Read once into the buffer; 0 means end of stream.
+    /// Wait for bytes, then read what has arrived; 0 means end of stream.
+    /// The buffer is allocated only once bytes are there and given back
+    /// when empty, so an idle connection holds no buffer at all.
     async fn fill(&mut self, stream: &mut UnixStream) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
+        loop {
+            stream.readable().await?;
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            // Room for the rest of a frame whose header has arrived, or a
+            // small read; reserving does not touch (make resident) pages.
+            let want = match self.buf.get(..agentmem_proto::HEADER_LEN) {
+                Some(h) => {
+                    let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
+                    (agentmem_proto::HEADER_LEN + len).saturating_sub(self.buf.len())
+                }
+                None => 0,
+            };
+            self.buf.reserve(want.clamp(4096, READ_CHUNK));
+            match stream.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Give back the buffer if everything in it was served.
+    fn release_if_empty(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf = Vec::new();
             self.start = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
-        let res = stream.read(&mut self.buf[old..]).await;
-        self.buf.truncate(old + *res.as_ref().unwrap_or(&0));
-        if self.buf.capacity() > 4 * READ_CHUNK && self.buf.len() < READ_CHUNK {
-            // Give back the room a large frame needed.
-            self.buf.shrink_to(2 * READ_CHUNK);
-        }
-        res
     }
 }
 
@@ -228,7 +250,7 @@ async fn connection(svc: &Service, mut stream: UnixStream, shutdown: watch::Rece
         Ok(x) => x,
         Err(close) => {
             svc.metrics.refused.fetch_add(1, Relaxed);
-            log_close(&peer, None, close, "during the handshake");
+            log_close(&peer, None, close, " during the handshake");
             return;
         }
     };
@@ -248,12 +270,13 @@ fn log_close(peer: &Peer, session: Option<&Session>, close: Close, when: &str) {
             tracing::debug!("connection from {who}{agent} closed")
         }
         Close::Eof(n) => tracing::warn!(
-            "connection from {who}{agent} closed mid-frame {when}: {n} bytes of a truncated frame dropped"
+            "connection from {who}{agent} closed mid-frame{when}: {n} bytes of a truncated frame dropped"
         ),
-        Close::Io(e) => tracing::warn!("connection from {who}{agent} lost {when}: {e}"),
+        Close::Io(e) => tracing::warn!("connection from {who}{agent} lost{when}: {e}"),
         Close::Proto(e) => tracing::warn!(
-            "connection from {who}{agent} closed {when}: protocol error: {e}"
+            "connection from {who}{agent} closed{when}: protocol error: {e}"
         ),
+        Close::Refused(why) => tracing::info!("connection from {who} refused: {why}"),
         Close::Timeout => {
             tracing::warn!("connection from {who} closed: no hello within the handshake timeout")
         }
@@ -310,10 +333,7 @@ async fn handshake(
         Err(reply) => {
             let msg = reply.message.clone();
             let _ = send_refusal(stream, reply).await;
-            return Err(Close::Io(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                msg,
-            )));
+            return Err(Close::Refused(msg));
         }
     };
     let max_frame = hello.max_frame.min(svc.cfg.max_frame);
@@ -388,7 +408,7 @@ async fn serve(
     max_frame: u32,
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
-    let mut out = Vec::with_capacity(4096);
+    let mut out = Vec::new();
     loop {
         loop {
             let (payload, used) = match split_frame(&inbox.buf[inbox.start..], max_frame) {
@@ -451,6 +471,10 @@ async fn serve(
                 return Close::Io(e);
             }
             out.clear();
+        }
+        inbox.release_if_empty();
+        if out.capacity() > 0 {
+            out = Vec::new();
         }
         if *shutdown.borrow() {
             return goodbye(stream, &mut out).await;

@@ -349,10 +349,7 @@ impl Service {
     /// Serve one request for `session`.
     pub fn handle(&self, session: &Session, request: Request) -> Answer {
         let started = Instant::now();
-        let kind = Request::NAMES
-            .iter()
-            .position(|n| *n == request.name())
-            .unwrap_or(0);
+        let kind = request.tag();
         let answer = self.dispatch(session, request);
         self.metrics.served(
             kind,

@@ -155,6 +155,18 @@ fn async_client_does_the_same() {
         assert_eq!(c.stats().await.unwrap().agents.len(), 1);
         let e = c.get(&ContentId::from_bytes([9; 32])).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::NotFound));
+        let answers = c
+            .pipeline(vec![
+                agentmem_proto::Request::Ping,
+                agentmem_proto::Request::Get { id: *p.as_bytes() },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(answers[0], agentmem_proto::Response::Pong);
+        assert_eq!(
+            answers[1],
+            agentmem_proto::Response::Data(prompt.clone().into())
+        );
     });
 }
 

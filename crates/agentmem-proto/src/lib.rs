@@ -258,6 +258,32 @@ impl Request {
         }
     }
 
+    /// The variant number (its index in [`Request::NAMES`]).
+    pub fn tag(&self) -> usize {
+        match self {
+            Request::Ping => 0,
+            Request::Put { .. } => 1,
+            Request::Get { .. } => 2,
+            Request::Share { .. } => 3,
+            Request::Release { .. } => 4,
+            Request::MarkHot { .. } => 5,
+            Request::UnitInfo { .. } => 6,
+            Request::CreateConversation => 7,
+            Request::Append { .. } => 8,
+            Request::ReadMessages { .. } => 9,
+            Request::ReadLast { .. } => 10,
+            Request::ReadAll { .. } => 11,
+            Request::ConversationLen { .. } => 12,
+            Request::SetState { .. } => 13,
+            Request::SetImportance { .. } => 14,
+            Request::Pause => 15,
+            Request::Resume => 16,
+            Request::AgentInfo => 17,
+            Request::Stats => 18,
+            Request::GetInline { .. } => 19,
+        }
+    }
+
     /// Every request name, in variant order (for metrics labels).
     pub const NAMES: [&'static str; REQUEST_KINDS as usize] = [
         "ping",
@@ -757,6 +783,7 @@ mod tests {
         assert_eq!(reqs.len(), REQUEST_KINDS as usize);
         for (tag, r) in reqs.into_iter().enumerate() {
             assert_eq!(r.name(), Request::NAMES[tag]);
+            assert_eq!(r.tag(), tag);
             let f = ClientFrame {
                 id: 1000 + tag as u64,
                 request: r,
@@ -836,6 +863,58 @@ mod tests {
         );
         assert!(matches!(e, Err(ProtoError::EncodeTooLarge { .. })));
         assert!(out.is_empty());
+    }
+
+    /// The fuzz target's checks on deterministic mutations of valid
+    /// streams, so every test run exercises the decoders on bad bytes
+    /// (`fuzz/` explores further with coverage guidance).
+    #[test]
+    fn mutated_streams_never_panic() {
+        let mut valid = frame(&Hello::new("mutant"));
+        valid.extend(frame(&ClientFrame {
+            id: 9,
+            request: Request::Put {
+                kind: Kind::SystemPrompt,
+                visibility: Visibility::Public,
+                data: ByteBuf::from(b"You are careful.".to_vec()),
+            },
+        }));
+        valid.extend(frame(&ClientFrame {
+            id: 10,
+            request: Request::ReadMessages {
+                conversation: 1,
+                start: 0,
+                end: u64::MAX,
+            },
+        }));
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut m = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % m.len();
+                match next() % 3 {
+                    0 => m[i] = next() as u8,
+                    1 => m.truncate(i),
+                    _ => m.insert(i, next() as u8),
+                }
+                if m.is_empty() {
+                    break;
+                }
+            }
+            let _ = decode_client_stream(&m, MIN_MAX_FRAME);
+            if m.len() > HEADER_LEN {
+                let _ = decode_request(&m[HEADER_LEN..]);
+                let _ = decode_response(&m[HEADER_LEN..]);
+                let _ = decode_hello(&m[HEADER_LEN..]);
+                let _ = decode_handshake_reply(&m[HEADER_LEN..]);
+            }
+        }
     }
 
     #[test]

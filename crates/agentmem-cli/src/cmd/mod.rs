@@ -2,4 +2,5 @@
 
 pub mod sim;
 pub mod simulate;
+pub mod stats;
 pub mod tracegen;
