@@ -1,11 +1,13 @@
-//! The daemon backend against a real agentmemd served in this process on a
-//! temporary socket.
+//! One suite every `Backend` must pass, run on the embedded store and on a
+//! real agentmemd served in this process on a temporary socket.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agentmem_backend::{AgentState, ErrorKind, Kind, Memory, Visibility};
+use agentmem_backend::{
+    AgentState, Backend, ConversationId, EmbeddedOptions, ErrorKind, Kind, Memory, Visibility,
+};
 
 /// agentmemd on a temp socket; stopped (gracefully) on drop.
 struct TestDaemon {
@@ -70,21 +72,16 @@ fn no_daemon_is_not_running() {
     assert!(e.to_string().contains("agentmemd"), "{e}");
 }
 
-#[test]
-fn daemon_backend_round_trip_and_errors() {
-    let mut d = TestDaemon::start();
-    let m = Memory::connect(&d.socket).unwrap();
-    let b = m.backend().unwrap();
-    assert_eq!(b.name(), "daemon");
-    let a = b.register_agent("a", "ignored", 50).unwrap();
-    let c = b.register_agent("c", "ignored", 50).unwrap();
-    assert_eq!(
-        b.register_agent("a", "ignored", 50).unwrap_err().kind(),
-        ErrorKind::AccessDenied,
-        "one connection per agent name"
-    );
+/// The contract every backend keeps (see the `Backend` trait), run on each.
+fn conformance(b: &dyn Backend, max_unit: usize) {
+    let daemon = b.name() == "daemon";
+    let tag = std::process::id();
+    let a = b.register_agent(&format!("a-{tag}"), "t1", 50).unwrap();
+    let c = b.register_agent(&format!("c-{tag}"), "t1", 50).unwrap();
 
-    let prompt = vec![b'p'; 40 * 1024]; // large: comes back as a shared segment
+    // Identical content of one tenant is stored once; large units read back
+    // whole (through the daemon: as a shared segment).
+    let prompt = vec![b'p'; 40 * 1024];
     let pa = b
         .put(a, Kind::SystemPrompt, &prompt, Visibility::Private)
         .unwrap();
@@ -97,36 +94,55 @@ fn daemon_backend_round_trip_and_errors() {
     assert_eq!(s.total_allocated, 2 * prompt.len() as u64);
     assert_eq!(s.total_deduplicated, prompt.len() as u64);
 
+    // Private units are read by their holders only, until shared.
     let secret = b
         .put(a, Kind::ToolResult, b"only for a", Visibility::Private)
         .unwrap();
+    let refused = b.get(c, &secret).unwrap_err().kind();
     // The daemon does not tell "not yours" from "does not exist".
-    assert_eq!(
-        b.get(c, &secret).unwrap_err().kind(),
+    let expected = if daemon {
         ErrorKind::UnknownUnit
-    );
+    } else {
+        ErrorKind::AccessDenied
+    };
+    assert_eq!(refused, expected);
     b.share(a, &secret, c).unwrap();
     assert_eq!(&b.get(c, &secret).unwrap()[..], b"only for a");
     b.mark_hot(c, &secret).unwrap();
     b.release(c, &secret).unwrap();
-
+    b.release(a, &secret).unwrap();
     assert_eq!(
-        b.put(a, Kind::Blob, &vec![1u8; 100 * 1024], Visibility::Private)
+        b.get(a, &secret).unwrap_err().kind(),
+        ErrorKind::UnknownUnit
+    );
+    let public = b
+        .put(a, Kind::Blob, b"for all", Visibility::Public)
+        .unwrap();
+    assert_eq!(&b.get(c, &public).unwrap()[..], b"for all");
+
+    // Bad input: an error of the right kind, never a panic.
+    let big = vec![1u8; max_unit + 1];
+    assert_eq!(
+        b.put(a, Kind::Blob, &big, Visibility::Private)
             .unwrap_err()
             .kind(),
         ErrorKind::TooLarge
     );
-    let e = b
-        .put(a, Kind::Blob, &vec![1u8; 1024 * 1024], Visibility::Private)
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TooLarge, "over the frame limit: {e}");
     assert_eq!(
         b.put(a, Kind::Blob, b"", Visibility::Private)
             .unwrap_err()
             .kind(),
         ErrorKind::InvalidArgument
     );
+    let nobody = agentmem_backend::AgentId(999_999);
+    assert_eq!(
+        b.put(nobody, Kind::Blob, b"x", Visibility::Private)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::UnknownAgent
+    );
 
+    // Conversations: append, length, clamped ranges, across a pause.
     let conv = b.create_conversation(a).unwrap();
     for i in 0..100u64 {
         assert_eq!(b.append(conv, format!("m{i}").as_bytes()).unwrap(), i);
@@ -135,22 +151,60 @@ fn daemon_backend_round_trip_and_errors() {
     let last = b.read_messages(conv, 98..1000).unwrap();
     assert_eq!(last.len(), 2);
     assert_eq!(&last[1][..], b"m99");
+    assert!(b.read_messages(conv, 500..600).unwrap().is_empty());
     b.set_state(a, AgentState::Paused).unwrap();
     b.set_state(a, AgentState::Active).unwrap();
     assert_eq!(&b.read_messages(conv, 5..6).unwrap()[0][..], b"m5");
     assert_eq!(
-        b.append(agentmem_backend::ConversationId(9999), b"x")
-            .unwrap_err()
-            .kind(),
+        b.append(ConversationId(999_999), b"x").unwrap_err().kind(),
         ErrorKind::UnknownConversation
     );
 
+    // A released agent is gone.
     b.release_agent(c).unwrap();
     assert_eq!(b.get(c, &pa).unwrap_err().kind(), ErrorKind::UnknownAgent);
+    assert_eq!(
+        b.release_agent(c).unwrap_err().kind(),
+        ErrorKind::UnknownAgent
+    );
+}
+
+#[test]
+fn embedded_backend_keeps_the_contract() {
+    let m = Memory::embedded(&EmbeddedOptions {
+        max_unit_size: 64 * 1024,
+        ..Default::default()
+    })
+    .unwrap();
+    conformance(&*m.backend().unwrap(), 64 * 1024);
+    m.close();
+    assert_eq!(m.backend().unwrap_err().kind(), ErrorKind::Closed);
+}
+
+#[test]
+fn daemon_backend_keeps_the_contract() {
+    let mut d = TestDaemon::start();
+    let m = Memory::connect(&d.socket).unwrap();
+    let b = m.backend().unwrap();
+    assert_eq!(b.name(), "daemon");
+    conformance(&*b, 64 * 1024);
+
+    // Daemon-only rules.
+    let x = b.register_agent("x", "t", 50).unwrap();
+    assert_eq!(
+        b.register_agent("x", "t", 50).unwrap_err().kind(),
+        ErrorKind::AccessDenied,
+        "one connection per agent name"
+    );
+    let e = b
+        .put(x, Kind::Blob, &vec![1u8; 1024 * 1024], Visibility::Private)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "over the frame limit: {e}");
 
     // The daemon goes away: calls fail with an error, never a crash.
+    let p = b.put(x, Kind::Blob, b"kept", Visibility::Private).unwrap();
     d.shutdown();
-    let e = b.get(a, &pa).unwrap_err();
+    let e = b.get(x, &p).unwrap_err();
     assert!(
         matches!(e.kind(), ErrorKind::Io | ErrorKind::NotRunning),
         "{e} ({:?})",
