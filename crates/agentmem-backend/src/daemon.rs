@@ -159,6 +159,25 @@ impl DaemonBackend {
             .map_err(|_| Error::Store(agentmem_core::Error::UnknownConversation(c)))
     }
 
+    /// Refuse data that cannot fit in one frame before sending it: the
+    /// client would drop its connection on the encoding error, and the
+    /// reconnect can race the daemon's notice of the old one closing.
+    fn check_frame(client: &Client, len: usize, what: &str) -> Result<()> {
+        // Room for the request's other fields and the frame header.
+        const OVERHEAD: u64 = 1024;
+        let max = u64::from(client.welcome().max_frame);
+        if len as u64 + OVERHEAD > max {
+            return Err(Error::Remote {
+                kind: ErrorKind::TooLarge,
+                message: format!(
+                    "a {what} of {len} bytes does not fit in agentmemd's largest frame of {max} \
+                     bytes (its max_frame setting): split it or store it embedded"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The socket this backend talks to.
     pub fn socket(&self) -> &std::path::Path {
         &self.options.socket
@@ -210,9 +229,10 @@ impl Backend for DaemonBackend {
     }
 
     fn put(&self, agent: AgentId, kind: Kind, data: &[u8], vis: Visibility) -> Result<ContentId> {
-        self.client(agent)?
-            .lock()
-            .put(kind, data, vis)
+        let c = self.client(agent)?;
+        let mut c = c.lock();
+        Self::check_frame(&c, data.len(), "unit")?;
+        c.put(kind, data, vis)
             .map_err(|e| from_client(e, About::Unit))
     }
 
@@ -262,9 +282,10 @@ impl Backend for DaemonBackend {
     }
 
     fn append(&self, conversation: ConversationId, message: &[u8]) -> Result<u64> {
-        self.conversation(conversation)?
-            .lock()
-            .append(conversation, message)
+        let c = self.conversation(conversation)?;
+        let mut c = c.lock();
+        Self::check_frame(&c, message.len(), "message")?;
+        c.append(conversation, message)
             .map_err(|e| from_client(e, About::Conversation))
     }
 

@@ -200,6 +200,7 @@ fn daemon_backend_keeps_the_contract() {
         .put(x, Kind::Blob, &vec![1u8; 1024 * 1024], Visibility::Private)
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge, "over the frame limit: {e}");
+    assert!(e.to_string().contains("max_frame"), "{e}");
 
     // The daemon goes away: calls fail with an error, never a crash.
     let p = b.put(x, Kind::Blob, b"kept", Visibility::Private).unwrap();
