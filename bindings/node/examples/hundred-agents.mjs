@@ -24,6 +24,7 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const plain = args.includes('--plain');
+const socketPath = opt('--socket', undefined);
 const n = Number(opt('--agents', 100));
 const here = dirname(fileURLToPath(import.meta.url));
 const data = opt('--data', join(here, '../../../data/sample'));
@@ -65,7 +66,7 @@ for (let i = 0; i < n; i++) {
     for (const m of conv) a.messages.push({ role: m.role, content: m.content ?? '', tool_calls: m.tool_calls });
     agents.push(a);
   } else {
-    const a = new AgentMemory(fresh(promptText), { tools: JSON.parse(fresh(toolsText)), name: `agent-${i}` });
+    const a = new AgentMemory(fresh(promptText), { tools: JSON.parse(fresh(toolsText)), socketPath });
     for (const m of conv) a.conversation.append({ role: m.role, content: m.content ?? '', tool_calls: m.tool_calls });
     // Its turn is over: it waits for the person, as most agents do most of
     // the time, so the store compresses what only it holds.
@@ -81,7 +82,7 @@ const afterTrim = rss(true);
 const heapGrowth = heapUsed() - heapBefore;
 
 const out = {
-  mode: plain ? 'plain' : 'agentmem',
+  mode: plain ? 'plain' : socketPath ? 'agentmem-daemon' : 'agentmem',
   agents: n,
   messages,
   rss_growth_bytes: after - before,

@@ -5,6 +5,7 @@ directory).
     python examples/hundred_agents.py            # agentmem
     python examples/hundred_agents.py --plain    # plain Python strings
     ... [--agents N] [--data DIR]   (default: the repository's data/sample)
+        [--socket PATH]               (agentmem mode through agentmemd at PATH)
 
 Prints the store's stats and the growth of the process's resident memory
 while building the agents (the input corpus is loaded in both modes), also
@@ -47,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plain", action="store_true", help="hold plain strings instead")
     ap.add_argument("--agents", type=int, default=100)
+    ap.add_argument("--socket", help="use agentmemd at this socket instead of an embedded store")
     ap.add_argument("--data", type=Path, default=HERE / "../../../data/sample")
     args = ap.parse_args()
 
@@ -76,7 +78,7 @@ def main() -> None:
             for m in conv:
                 a["messages"].append({"role": m["role"], "content": m.get("content") or "", "tool_calls": m.get("tool_calls")})
         else:
-            a = AgentMemory(fresh(prompt_text), json.loads(fresh(tools_text)), name=f"agent-{i}")
+            a = AgentMemory(fresh(prompt_text), json.loads(fresh(tools_text)), socket_path=args.socket)
             for m in conv:
                 a.conversation.append({"role": m["role"], "content": m.get("content") or "", "tool_calls": m.get("tool_calls")})
             # Its turn is over: it waits for the person, as most agents do
@@ -89,7 +91,8 @@ def main() -> None:
     # dictionary training and parse buffers) to the OS.
     after_trim = rss(trim=True)
 
-    out = {"mode": "plain" if args.plain else "agentmem", "agents": args.agents, "messages": messages,
+    mode = "plain" if args.plain else "agentmem-daemon" if args.socket else "agentmem"
+    out = {"mode": mode, "agents": args.agents, "messages": messages,
            "rss_growth_bytes": after - before, "rss_growth_after_trim_bytes": after_trim - before}
     if not args.plain:
         last = agents[-1]
