@@ -2,7 +2,9 @@
 # Build and test the Node.js and Python bindings (they are not workspace
 # members: see the root Cargo.toml). Installs what it needs: @napi-rs/cli
 # from npm (bindings/node/package-lock.json), maturin and pytest from PyPI
-# into a venv under target/. Builds share the workspace's target directory.
+# into a venv under target/. Builds share the workspace's target directory;
+# to share its dependency builds too, the bindings' lock files start from the
+# root's (refresh: cp Cargo.lock bindings/node/ && (cd bindings/node && cargo metadata >/dev/null)).
 # With agentmemd built (target/release/agentmemd), the tests also run
 # against a daemon on a temporary socket.
 #   scripts/test-bindings.sh [node|python]...   (default: both)
