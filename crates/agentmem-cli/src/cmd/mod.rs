@@ -3,4 +3,6 @@
 pub mod sim;
 pub mod simulate;
 pub mod stats;
+/// agentmem-supervisor subcommands (issue 6).
+pub mod supervise;
 pub mod tracegen;
