@@ -7,7 +7,7 @@
 //! ## Layout
 //!
 //! A directory holds append-only *segment* files `seg-XXXXXXXX.log` and an
-//! index snapshot `index.snap` (see [`format`] for the bytes). Every record
+//! index snapshot `index.snap` (see [`format`](mod@format) for the bytes). Every record
 //! carries a CRC-32C and its length; a torn or damaged record is detected
 //! and never returned as data. The index — key → (segment, offset, length,
 //! tag), 16 bytes plus the 32-byte key — lives in RAM.

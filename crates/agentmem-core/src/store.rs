@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::policy::{AgentView, EvictionPolicy, PolicyKind, UnitKey, UnitView};
 use crate::similar::{self, Sketch};
 use crate::stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
+use crate::tier::{ColdRecord, ColdTier};
 use crate::trace::{AccessEvent, AccessOp, AccessSink};
 use crate::types::{
     AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier, Visibility,
@@ -93,6 +94,7 @@ pub struct StoreBuilder {
     secret: Option<[u8; 32]>,
     sink: Option<Arc<dyn AccessSink>>,
     near_duplicates: bool,
+    cold: Option<Arc<dyn ColdTier>>,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -122,6 +124,7 @@ impl Default for StoreBuilder {
             secret: None,
             sink: None,
             near_duplicates: true,
+            cold: None,
         }
     }
 }
@@ -212,6 +215,14 @@ impl StoreBuilder {
         self
     }
 
+    /// Attach a cold tier: warm victims go there when hot + warm bytes
+    /// exceed the RAM budget, and come back on access or resume.
+    /// Default: none (units stay in RAM).
+    pub fn cold_tier(mut self, cold: Arc<dyn ColdTier>) -> Self {
+        self.cold = Some(cold);
+        self
+    }
+
     /// Build the store.
     pub fn build(self) -> Result<Store> {
         if !(1..=22).contains(&self.level) {
@@ -254,6 +265,9 @@ impl StoreBuilder {
             conversations: Vec::new(),
             codecs: Default::default(),
             hot_policy: make(),
+            warm_policy: make(),
+            cold: self.cold.clone(),
+            cold_deletes: Vec::new(),
             candidates: HashMap::new(),
             counts: Default::default(),
             dedup_hits: 0,
@@ -263,6 +277,7 @@ impl StoreBuilder {
         Ok(Store {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
+                cold_io: Mutex::new(()),
                 clock: self.clock,
                 sink: self.sink,
                 config: Config {
@@ -319,6 +334,9 @@ impl fmt::Debug for Store {
 
 struct Inner {
     state: Mutex<State>,
+    /// Held while moving units to or deleting them from the cold tier, so a
+    /// late delete can never remove a newer copy of the same id.
+    cold_io: Mutex<()>,
     clock: Arc<dyn Clock>,
     sink: Option<Arc<dyn AccessSink>>,
     config: Config,
@@ -379,6 +397,8 @@ enum Body {
     /// valid: demoting such a "clean" unit again costs nothing.
     Hot(Bytes, Option<Frame>),
     Warm(Frame),
+    /// On the cold tier under the unit's id: its stored size and encoding.
+    Cold(u32, Encoding),
 }
 
 #[derive(Debug)]
@@ -403,6 +423,8 @@ struct Unit {
     kind: Kind,
     /// An open conversation chunk: mutable, not in the dedup index.
     open: bool,
+    /// A copy was written to the cold tier (delete it when the unit is freed).
+    on_disk: bool,
     /// Bumped on every change of body, so that a decode done outside the
     /// lock is installed only if nothing changed meanwhile.
     generation: u32,
@@ -413,6 +435,7 @@ impl Unit {
         match self.body {
             Body::Hot(..) => Tier::Hot,
             Body::Warm(_) => Tier::Warm,
+            Body::Cold(..) => Tier::Cold,
         }
     }
 
@@ -420,6 +443,7 @@ impl Unit {
         match &self.body {
             Body::Hot(b, clean) => (b.len() + clean.as_ref().map_or(0, |f| f.bytes.len())) as u64,
             Body::Warm(f) => f.bytes.len() as u64,
+            Body::Cold(n, _) => u64::from(*n),
         }
     }
 
@@ -477,6 +501,11 @@ struct State {
     conversations: Vec<Option<Conversation>>,
     codecs: [KindCodec; 5],
     hot_policy: Box<dyn EvictionPolicy>,
+    /// Chooses warm units to move to the cold tier (when one is attached).
+    warm_policy: Box<dyn EvictionPolicy>,
+    cold: Option<Arc<dyn ColdTier>>,
+    /// Ids of freed cold units, deleted from the cold tier outside the lock.
+    cold_deletes: Vec<ContentId>,
     /// Near-duplicate bases per (kind, tenant or NIL).
     candidates: HashMap<(Kind, u32), Vec<(u32, Sketch)>>,
     /// Per kind, per tier.
@@ -495,6 +524,11 @@ struct Pending {
     check: u64,
     dict: Option<Arc<Dictionary>>,
     base: Option<Bytes>,
+    /// Set when the frame is on the cold tier: where to fetch it from.
+    cold: Option<(Arc<dyn ColdTier>, ContentId)>,
+    /// The frame fetched from the cold tier, kept so that promoting the
+    /// unit leaves it clean (demoting it again costs nothing).
+    fetched: std::cell::OnceCell<Frame>,
 }
 
 fn check_of(data: &[u8]) -> u64 {
@@ -504,12 +538,30 @@ fn check_of(data: &[u8]) -> u64 {
 
 impl Pending {
     fn decode(&self) -> Result<Bytes> {
-        let plain = codec::decompress(
-            &self.frame,
-            self.len,
-            self.dict.as_deref(),
-            self.base.as_deref(),
-        )?;
+        let frame = match &self.cold {
+            None => &self.frame,
+            Some((cold, id)) => {
+                let rec = cold
+                    .get(id.as_bytes())
+                    .map_err(Error::Cold)?
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "cold unit".into(),
+                        detail: format!("{id} is missing from the cold tier"),
+                    })?;
+                let f = Frame {
+                    bytes: Bytes::from(rec.bytes),
+                    encoding: self.frame.encoding,
+                };
+                if Encoding::from_tag(rec.encoding) != f.encoding {
+                    return Err(Error::Corrupt {
+                        what: "cold unit".into(),
+                        detail: format!("{id} was stored with another encoding"),
+                    });
+                }
+                self.fetched.get_or_init(|| f)
+            }
+        };
+        let plain = codec::decompress(frame, self.len, self.dict.as_deref(), self.base.as_deref())?;
         if check_of(&plain) != self.check {
             return Err(Error::Corrupt {
                 what: "warm unit".into(),
@@ -658,6 +710,10 @@ impl State {
         let u = self.units[k as usize].take().expect("live unit");
         self.count(u.kind, u.tier(), u64::from(u.logical), u.stored(), false);
         self.hot_policy.remove(UnitKey(k));
+        self.warm_policy.remove(UnitKey(k));
+        if u.on_disk {
+            self.cold_deletes.push(u.id);
+        }
         if !u.open {
             if let Ok(e) = self.index.find_entry(u.id.short(), |&x| x == k) {
                 e.remove();
@@ -692,10 +748,25 @@ impl State {
         let (new_tier, new_stored) = (u.tier(), u.stored());
         self.count(kind, old_tier, old_logical, old_stored, false);
         self.count(kind, new_tier, u64::from(logical), new_stored, true);
+        if self.cold.is_some() && old_tier != new_tier {
+            if old_tier == Tier::Warm {
+                self.warm_policy.remove(UnitKey(k));
+            }
+            if new_tier == Tier::Warm {
+                let v = self.view(k, self.unit(k).last_access);
+                self.warm_policy.insert(&v);
+            }
+        }
     }
 
     /// Plain bytes of a unit that is hot or whose decode can be done here.
     fn plain_locked(&self, k: u32) -> Result<Bytes> {
+        if matches!(self.unit(k).body, Body::Cold(..)) {
+            // Disk I/O never happens under the store's lock.
+            return Err(Error::Cold(std::io::Error::other(
+                "internal: a cold unit was needed under the store lock; fetch it first",
+            )));
+        }
         match self.pending(k)? {
             Ok(b) => Ok(b),
             Err(p) => p.decode(),
@@ -707,6 +778,40 @@ impl State {
         let u = self.unit(k);
         match &u.body {
             Body::Hot(b, _) => Ok(Ok(b.clone())),
+            &Body::Cold(_, encoding) => {
+                let dict = match encoding {
+                    Encoding::Zstd { dict } if dict > 0 => Some(
+                        self.codecs[u.kind.index()]
+                            .version(dict)
+                            .cloned()
+                            .ok_or_else(|| Error::Corrupt {
+                                what: format!("{} unit", u.kind),
+                                detail: format!(
+                                    "it needs dictionary version {dict}, which is missing"
+                                ),
+                            })?,
+                    ),
+                    _ => None,
+                };
+                let cold = self
+                    .cold
+                    .clone()
+                    .expect("cold units exist only with a cold tier");
+                Ok(Err(Pending {
+                    key: k,
+                    generation: u.generation,
+                    frame: Frame {
+                        bytes: Bytes::new(),
+                        encoding,
+                    },
+                    len: u.logical as usize,
+                    check: u.check,
+                    dict,
+                    base: None,
+                    cold: Some((cold, u.id)),
+                    fetched: Default::default(),
+                }))
+            }
             Body::Warm(frame) => {
                 let dict = match frame.encoding {
                     Encoding::Zstd { dict } if dict > 0 => Some(
@@ -735,6 +840,8 @@ impl State {
                     check: u.check,
                     dict,
                     base,
+                    cold: None,
+                    fetched: Default::default(),
                 }))
             }
         }
@@ -780,9 +887,10 @@ impl State {
         Ok(())
     }
 
-    fn promote(&mut self, k: u32, plain: Bytes, now: Timestamp) {
+    fn promote(&mut self, k: u32, plain: Bytes, now: Timestamp, fetched: Option<Frame>) {
         let clean = match &self.unit(k).body {
             Body::Warm(f) => Some(f.clone()),
+            Body::Cold(..) => fetched,
             Body::Hot(..) => None,
         };
         self.set_body(k, Body::Hot(plain, clean));
@@ -970,6 +1078,124 @@ impl Store {
                 }
             }
         }
+        drop(st);
+        self.spill()
+    }
+
+    /// Move warm victims to the cold tier while hot + warm bytes exceed the
+    /// RAM budget, and delete freed units from it. The writes happen outside
+    /// the store's lock; a unit that changed meanwhile stays where it is.
+    fn spill(&self) -> Result<()> {
+        if self.inner.state.lock().cold.is_none() {
+            return Ok(());
+        }
+        // One spiller at a time; others go on (the budget is a target).
+        let Some(_io) = self.inner.cold_io.try_lock() else {
+            return Ok(());
+        };
+        let budget = self.cfg().ram_budget;
+        for _ in 0..1024 {
+            let (cold, deletes, batch) = {
+                let mut st = self.inner.state.lock();
+                let cold = st.cold.clone().expect("checked");
+                let deletes = std::mem::take(&mut st.cold_deletes);
+                let mut excess =
+                    (st.tier_bytes(Tier::Hot) + st.tier_bytes(Tier::Warm)).saturating_sub(budget);
+                let now = self.now();
+                let mut batch = Vec::new();
+                while excess > 0 && batch.len() < 256 {
+                    let Some(UnitKey(k)) = st.warm_policy.victim(now) else {
+                        break;
+                    };
+                    let Some(u) = st.units.get(k as usize).and_then(Option::as_ref) else {
+                        continue;
+                    };
+                    // Delta bases and deltas stay in RAM: decoding one must
+                    // never need disk I/O under the lock.
+                    if u.dependents > 0 || u.base != NIL {
+                        continue;
+                    }
+                    if let Body::Warm(f) = &u.body {
+                        excess = excess.saturating_sub(f.bytes.len() as u64);
+                        batch.push((k, u.generation, u.id, f.clone()));
+                    }
+                }
+                (cold, deletes, batch)
+            };
+            for id in &deletes {
+                cold.delete(id.as_bytes()).map_err(Error::Cold)?;
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut written: Vec<(u32, u32, u32, Encoding)> = Vec::with_capacity(batch.len());
+            for (k, generation, id, frame) in batch {
+                let rec = ColdRecord {
+                    id: *id.as_bytes(),
+                    encoding: frame.encoding.tag(),
+                    bytes: frame.bytes.to_vec(),
+                };
+                if let Err(e) = cold.put(&rec) {
+                    // Put the unit back in the running so it is tried again.
+                    let mut st = self.inner.state.lock();
+                    let now = self.now();
+                    for &(w, ..) in &written {
+                        if let Some(u) = st.units[w as usize].as_mut() {
+                            u.on_disk = true;
+                        }
+                    }
+                    for w in written.iter().map(|w| w.0).chain([k]) {
+                        if st.units[w as usize]
+                            .as_ref()
+                            .is_some_and(|u| matches!(u.body, Body::Warm(_)))
+                        {
+                            let v = st.view(w, now);
+                            st.warm_policy.insert(&v);
+                        }
+                    }
+                    return Err(Error::Cold(e));
+                }
+                written.push((k, generation, frame.bytes.len() as u32, frame.encoding));
+            }
+            let mut st = self.inner.state.lock();
+            for (k, generation, len, encoding) in written {
+                let still = st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| u.generation == generation && matches!(u.body, Body::Warm(_)));
+                if let Some(u) = st.units[k as usize].as_mut() {
+                    u.on_disk = true;
+                }
+                if still {
+                    st.set_body(k, Body::Cold(len, encoding));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring a conversation's open chunk back from the cold tier before an
+    /// append needs its bytes (outside the lock).
+    fn fetch_tail(&self, c: ConversationId) -> Result<()> {
+        let p = {
+            let st = self.inner.state.lock();
+            let conv = Self::conv(&st, c)?;
+            if conv.tail == NIL || !matches!(st.unit(conv.tail).body, Body::Cold(..)) {
+                return Ok(());
+            }
+            match st.pending(conv.tail)? {
+                Ok(_) => return Ok(()),
+                Err(p) => p,
+            }
+        };
+        let plain = p.decode()?;
+        let now = self.now();
+        let mut st = self.inner.state.lock();
+        if st.units[p.key as usize]
+            .as_ref()
+            .is_some_and(|u| u.generation == p.generation)
+        {
+            st.promote(p.key, plain, now, p.fetched.get().cloned());
+        }
         Ok(())
     }
 
@@ -1001,7 +1227,7 @@ impl Store {
             let mut out = Vec::new();
             for &k in st.agents[agent.0 as usize].units.iter().rev() {
                 let u = st.unit(k);
-                if u.tier() == Tier::Warm {
+                if matches!(u.tier(), Tier::Warm | Tier::Cold) {
                     if u64::from(u.logical) > budget {
                         break;
                     }
@@ -1013,26 +1239,31 @@ impl Store {
             }
             out
         };
-        let decoded: Vec<(u32, u32, Bytes)> = pending
+        let decoded: Vec<(u32, u32, Bytes, Option<Frame>)> = pending
             .iter()
-            .map(|p| p.decode().map(|b| (p.key, p.generation, b)))
+            .map(|p| {
+                p.decode()
+                    .map(|b| (p.key, p.generation, b, p.fetched.get().cloned()))
+            })
             .collect::<Result<_>>()?;
         let mut report = ResumeReport::default();
         let now = self.now();
         let mut st = self.inner.state.lock();
-        for (k, generation, plain) in decoded {
+        for (k, generation, plain, fetched) in decoded {
             if st.units[k as usize]
                 .as_ref()
                 .is_some_and(|u| u.generation == generation)
             {
                 report.units += 1;
                 report.bytes += plain.len() as u64;
-                st.promote(k, plain, now);
+                st.promote(k, plain, now, fetched);
                 self.record(&st, k, Some(agent.0), AccessOp::Prefetch, now);
             }
         }
         st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+        drop(st);
         report.elapsed = started.elapsed();
+        self.spill()?;
         Ok(report)
     }
 
@@ -1149,6 +1380,7 @@ impl Store {
             tenant,
             kind,
             open: false,
+            on_disk: false,
             generation: 0,
         });
         if base != NIL {
@@ -1168,6 +1400,7 @@ impl Store {
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
         self.after_write(st, kind, data, now)?;
+        self.spill()?;
         Ok(id)
     }
 
@@ -1298,8 +1531,10 @@ impl Store {
             .is_some_and(|u| u.generation == p.generation)
             && !st.all_owners_parked(p.key)
         {
-            st.promote(p.key, plain.clone(), now);
+            st.promote(p.key, plain.clone(), now, p.fetched.get().cloned());
             st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+            drop(st);
+            self.spill()?;
         }
         Ok(plain)
     }
@@ -1356,7 +1591,7 @@ impl Store {
             .as_ref()
             .is_some_and(|u| u.generation == pending.generation)
         {
-            st.promote(pending.key, plain, now);
+            st.promote(pending.key, plain, now, pending.fetched.get().cloned());
             st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
         }
         Ok(())
@@ -1414,10 +1649,12 @@ impl Store {
     /// Append a message; returns its index.
     pub fn append(&self, conversation: ConversationId, message: &[u8]) -> Result<u64> {
         self.check_size(Kind::Conversation, message.len().max(1))?;
+        self.fetch_tail(conversation)?;
         let now = self.now();
         let mut st = self.inner.state.lock();
         let i = self.append_locked(&mut st, conversation, message, now)?;
         self.after_write(st, Kind::Conversation, message, now)?;
+        self.spill()?;
         Ok(i)
     }
 
@@ -1451,6 +1688,7 @@ impl Store {
                 tenant,
                 kind: Kind::Conversation,
                 open: true,
+                on_disk: false,
                 generation: 0,
             });
             st.add_owner(k, agent);
