@@ -1271,23 +1271,3 @@ impl DiskTier {
 pub fn hex(key: &[u8; 32]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
-
-impl agentmem_core::tier::ColdTier for DiskTier {
-    fn put(&self, record: &agentmem_core::tier::ColdRecord) -> std::io::Result<()> {
-        DiskTier::put(self, &record.id, record.encoding, &record.bytes).map_err(Into::into)
-    }
-
-    fn get(&self, id: &[u8; 32]) -> std::io::Result<Option<agentmem_core::tier::ColdRecord>> {
-        Ok(
-            DiskTier::get(self, id)?.map(|(encoding, bytes)| agentmem_core::tier::ColdRecord {
-                id: *id,
-                encoding,
-                bytes,
-            }),
-        )
-    }
-
-    fn delete(&self, id: &[u8; 32]) -> std::io::Result<()> {
-        DiskTier::delete(self, id).map_err(Into::into)
-    }
-}

@@ -25,6 +25,10 @@ use crate::types::{
     AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier, Visibility,
 };
 
+#[path = "persist.rs"]
+mod persist;
+pub use persist::{CheckpointReport, OpenReport};
+
 /// Largest unit accepted unless configured otherwise: 1 GiB.
 pub const DEFAULT_MAX_UNIT_SIZE: u64 = 1 << 30;
 const NIL: u32 = u32::MAX;
@@ -267,7 +271,7 @@ impl StoreBuilder {
             hot_policy: make(),
             warm_policy: make(),
             cold: self.cold.clone(),
-            cold_deletes: Vec::new(),
+            cold_deletes: Default::default(),
             candidates: HashMap::new(),
             counts: Default::default(),
             dedup_hits: 0,
@@ -278,6 +282,7 @@ impl StoreBuilder {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 cold_io: Mutex::new(()),
+                opened: Mutex::new(None),
                 clock: self.clock,
                 sink: self.sink,
                 config: Config {
@@ -337,6 +342,8 @@ struct Inner {
     /// Held while moving units to or deleting them from the cold tier, so a
     /// late delete can never remove a newer copy of the same id.
     cold_io: Mutex<()>,
+    /// Set by [`Store::open`].
+    opened: Mutex<Option<OpenReport>>,
     clock: Arc<dyn Clock>,
     sink: Option<Arc<dyn AccessSink>>,
     config: Config,
@@ -423,8 +430,9 @@ struct Unit {
     kind: Kind,
     /// An open conversation chunk: mutable, not in the dedup index.
     open: bool,
-    /// A copy was written to the cold tier (delete it when the unit is freed).
-    on_disk: bool,
+    /// The unit's current bytes are on the cold tier under [`Unit::cold_key`]
+    /// with this stored size and encoding.
+    disk: Option<(u32, Encoding)>,
     /// Bumped on every change of body, so that a decode done outside the
     /// lock is installed only if nothing changed meanwhile.
     generation: u32,
@@ -444,6 +452,18 @@ impl Unit {
             Body::Hot(b, clean) => (b.len() + clean.as_ref().map_or(0, |f| f.bytes.len())) as u64,
             Body::Warm(f) => f.bytes.len() as u64,
             Body::Cold(n, _) => u64::from(*n),
+        }
+    }
+
+    /// The unit's name on the cold tier. An open chunk's bytes change with
+    /// every append, so its name includes their checksum: a record is never
+    /// overwritten with other content, and the last checkpoint's records
+    /// stay valid until the next one.
+    fn cold_key(&self) -> ContentId {
+        if self.open {
+            ContentId(*blake3::keyed_hash(&self.id.0, &self.check.to_le_bytes()).as_bytes())
+        } else {
+            self.id
         }
     }
 
@@ -504,8 +524,9 @@ struct State {
     /// Chooses warm units to move to the cold tier (when one is attached).
     warm_policy: Box<dyn EvictionPolicy>,
     cold: Option<Arc<dyn ColdTier>>,
-    /// Ids of freed cold units, deleted from the cold tier outside the lock.
-    cold_deletes: Vec<ContentId>,
+    /// Cold records no unit needs any more; deleted by the next checkpoint
+    /// (after it no longer refers to them), outside the lock.
+    cold_deletes: hashbrown::HashSet<ContentId>,
     /// Near-duplicate bases per (kind, tenant or NIL).
     candidates: HashMap<(Kind, u32), Vec<(u32, Sketch)>>,
     /// Per kind, per tier.
@@ -711,8 +732,8 @@ impl State {
         self.count(u.kind, u.tier(), u64::from(u.logical), u.stored(), false);
         self.hot_policy.remove(UnitKey(k));
         self.warm_policy.remove(UnitKey(k));
-        if u.on_disk {
-            self.cold_deletes.push(u.id);
+        if u.disk.is_some() {
+            self.cold_deletes.insert(u.cold_key());
         }
         if !u.open {
             if let Ok(e) = self.index.find_entry(u.id.short(), |&x| x == k) {
@@ -808,7 +829,7 @@ impl State {
                     check: u.check,
                     dict,
                     base: None,
-                    cold: Some((cold, u.id)),
+                    cold: Some((cold, u.cold_key())),
                     fetched: Default::default(),
                 }))
             }
@@ -1015,6 +1036,7 @@ impl Store {
         });
         let v = st.agent_view(id);
         st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         Ok(AgentId(id))
     }
 
@@ -1070,6 +1092,7 @@ impl Store {
         ag.since = now;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         if state.is_parked() {
             let units = st.agents[agent.0 as usize].units.clone();
             for k in units {
@@ -1093,12 +1116,16 @@ impl Store {
         let Some(_io) = self.inner.cold_io.try_lock() else {
             return Ok(());
         };
+        self.spill_locked()
+    }
+
+    /// [`Store::spill`] with `cold_io` held.
+    fn spill_locked(&self) -> Result<()> {
         let budget = self.cfg().ram_budget;
         for _ in 0..1024 {
-            let (cold, deletes, batch) = {
+            let (cold, batch) = {
                 let mut st = self.inner.state.lock();
                 let cold = st.cold.clone().expect("checked");
-                let deletes = std::mem::take(&mut st.cold_deletes);
                 let mut excess =
                     (st.tier_bytes(Tier::Hot) + st.tier_bytes(Tier::Warm)).saturating_sub(budget);
                 let now = self.now();
@@ -1115,59 +1142,63 @@ impl Store {
                     if u.dependents > 0 || u.base != NIL {
                         continue;
                     }
-                    if let Body::Warm(f) = &u.body {
-                        excess = excess.saturating_sub(f.bytes.len() as u64);
-                        batch.push((k, u.generation, u.id, f.clone()));
+                    let Body::Warm(f) = &u.body else { continue };
+                    excess = excess.saturating_sub(f.bytes.len() as u64);
+                    if let Some((len, enc)) = u.disk {
+                        // Its bytes are on disk already: nothing to write.
+                        st.set_body(k, Body::Cold(len, enc));
+                        continue;
                     }
+                    let key = u.cold_key();
+                    batch.push((k, u.generation, key, f.clone()));
+                    // A put supersedes a pending delete of the same record.
+                    st.cold_deletes.remove(&key);
                 }
-                (cold, deletes, batch)
+                (cold, batch)
             };
-            for id in &deletes {
-                cold.delete(id.as_bytes()).map_err(Error::Cold)?;
-            }
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut written: Vec<(u32, u32, u32, Encoding)> = Vec::with_capacity(batch.len());
-            for (k, generation, id, frame) in batch {
+            let mut written: Vec<(u32, u32, ContentId, u32, Encoding)> =
+                Vec::with_capacity(batch.len());
+            let mut failed = None;
+            for (k, generation, key, frame) in batch {
                 let rec = ColdRecord {
-                    id: *id.as_bytes(),
+                    id: *key.as_bytes(),
                     encoding: frame.encoding.tag(),
                     bytes: frame.bytes.to_vec(),
                 };
                 if let Err(e) = cold.put(&rec) {
-                    // Put the unit back in the running so it is tried again.
-                    let mut st = self.inner.state.lock();
-                    let now = self.now();
-                    for &(w, ..) in &written {
-                        if let Some(u) = st.units[w as usize].as_mut() {
-                            u.on_disk = true;
-                        }
-                    }
-                    for w in written.iter().map(|w| w.0).chain([k]) {
-                        if st.units[w as usize]
-                            .as_ref()
-                            .is_some_and(|u| matches!(u.body, Body::Warm(_)))
-                        {
-                            let v = st.view(w, now);
-                            st.warm_policy.insert(&v);
-                        }
-                    }
-                    return Err(Error::Cold(e));
+                    failed = Some((k, e));
+                    break;
                 }
-                written.push((k, generation, frame.bytes.len() as u32, frame.encoding));
+                written.push((k, generation, key, frame.bytes.len() as u32, frame.encoding));
             }
             let mut st = self.inner.state.lock();
-            for (k, generation, len, encoding) in written {
-                let still = st.units[k as usize]
-                    .as_ref()
-                    .is_some_and(|u| u.generation == generation && matches!(u.body, Body::Warm(_)));
-                if let Some(u) = st.units[k as usize].as_mut() {
-                    u.on_disk = true;
-                }
+            for (k, generation, key, len, encoding) in written {
+                let still = st.units[k as usize].as_ref().is_some_and(|u| {
+                    u.generation == generation
+                        && matches!(u.body, Body::Warm(_))
+                        && u.cold_key() == key
+                });
                 if still {
+                    st.unit_mut(k).disk = Some((len, encoding));
                     st.set_body(k, Body::Cold(len, encoding));
+                } else {
+                    // It changed or went meanwhile: the record is stale.
+                    st.cold_deletes.insert(key);
                 }
+            }
+            if let Some((k, e)) = failed {
+                // Put it back in the running so it is tried again.
+                if st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| matches!(u.body, Body::Warm(_)))
+                {
+                    let v = st.view(k, self.now());
+                    st.warm_policy.insert(&v);
+                }
+                return Err(Error::Cold(e));
             }
         }
         Ok(())
@@ -1206,6 +1237,7 @@ impl Store {
         st.agents[agent.0 as usize].importance = importance;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         Ok(())
     }
 
@@ -1380,7 +1412,7 @@ impl Store {
             tenant,
             kind,
             open: false,
-            on_disk: false,
+            disk: None,
             generation: 0,
         });
         if base != NIL {
@@ -1688,7 +1720,7 @@ impl Store {
                 tenant,
                 kind: Kind::Conversation,
                 open: true,
-                on_disk: false,
+                disk: None,
                 generation: 0,
             });
             st.add_owner(k, agent);
@@ -1706,6 +1738,11 @@ impl Store {
         let n = chunk::count(&new)?;
         let full = new.len() >= chunk::CHUNK_TARGET_BYTES || n >= chunk::CHUNK_MAX_MESSAGES;
         let was_hot = st.unit(tail).tier() == Tier::Hot;
+        if st.unit(tail).disk.is_some() {
+            let key = st.unit(tail).cold_key();
+            st.cold_deletes.insert(key);
+            st.unit_mut(tail).disk = None;
+        }
         let (len, check) = (new.len() as u32, check_of(&new));
         st.replace_body(tail, Body::Hot(Bytes::from(new), None), len, check);
         st.unit_mut(tail).framing = (4 * (n + 1)) as u16;
