@@ -28,6 +28,8 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Generate an agent-aware trace from real conversations.
     TraceGen(cmd::tracegen::Args),
+    /// Check every record of a store directory; non-zero exit if anything is missing or corrupt.
+    Verify(cmd::verify::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::TraceGen(args) => cmd::tracegen::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     };
     match result {
         Ok(code) => code,

@@ -323,6 +323,136 @@ impl Store {
     }
 }
 
+/// Check a store directory's last checkpoint against its cold tier: every
+/// unit it names must be there, decode with its dictionary and match its
+/// checksum, and every reference (owners, conversation chunks, delta bases)
+/// must name a unit. Returns how many references were checked; appends one
+/// line per problem.
+pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u64> {
+    let Some((version, bytes)) = tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? else {
+        return Ok(0);
+    };
+    if version != IMAGE_VERSION {
+        problems.push(format!(
+            "store image version {version}, expected {IMAGE_VERSION}"
+        ));
+        return Ok(0);
+    }
+    let img: Image = match postcard::from_bytes(&bytes) {
+        Ok(i) => i,
+        Err(e) => {
+            problems.push(format!("store image does not decode: {e}"));
+            return Ok(0);
+        }
+    };
+    let mut dicts: std::collections::HashMap<(Kind, u32), Dictionary> = Default::default();
+    for (kind, version, raw) in &img.dictionaries {
+        match Dictionary::load(*kind, *version, Bytes::from(raw.clone()), 3) {
+            Ok(d) => {
+                dicts.insert((*kind, *version), d);
+            }
+            Err(e) => problems.push(format!("{kind} dictionary {version}: {e}")),
+        }
+    }
+    let n = img.units.len() as u32;
+    let mut refs = 0u64;
+    let mut check = |what: String, k: u32, problems: &mut Vec<String>| {
+        refs += 1;
+        if k >= n || img.units[k as usize].is_none() {
+            problems.push(format!("{what} names unit slot {k}, which is empty"));
+        }
+    };
+    for (i, a) in img.agents.iter().enumerate() {
+        for &k in &a.units {
+            check(format!("agent {i}"), k, problems);
+        }
+    }
+    for (i, c) in img.conversations.iter().enumerate() {
+        let Some(c) = c else { continue };
+        for &(k, _) in &c.chunks {
+            check(format!("conversation {i}"), k, problems);
+        }
+        if c.tail != NIL {
+            check(format!("conversation {i}'s open chunk"), c.tail, problems);
+        }
+    }
+    for (k, u) in img.units.iter().enumerate() {
+        if let Some(u) = u {
+            if u.base != NIL {
+                check(format!("unit slot {k}'s delta base"), u.base, problems);
+            }
+        }
+    }
+    // Decode every unit (bases first, memoised) and check its checksum.
+    let mut plain: Vec<Option<Bytes>> = vec![None; img.units.len()];
+    fn decode(
+        k: usize,
+        img: &Image,
+        tier: &DiskTier,
+        dicts: &std::collections::HashMap<(Kind, u32), Dictionary>,
+        plain: &mut Vec<Option<Bytes>>,
+        depth: u32,
+    ) -> std::result::Result<Bytes, String> {
+        if let Some(p) = &plain[k] {
+            return Ok(p.clone());
+        }
+        let u = img.units[k].as_ref().ok_or("empty slot")?;
+        if u.logical == 0 {
+            return Ok(Bytes::new());
+        }
+        let key = if u.open {
+            *blake3::keyed_hash(&u.id, &u.check.to_le_bytes()).as_bytes()
+        } else {
+            u.id
+        };
+        let (tag, bytes) = tier
+            .get(&key)
+            .map_err(|e| e.to_string())?
+            .ok_or("missing from the cold tier")?;
+        let enc = Encoding::from_tag(tag);
+        let dict = match enc {
+            Encoding::Zstd { dict } if dict > 0 => Some(
+                dicts
+                    .get(&(u.kind, dict))
+                    .ok_or(format!("needs missing dictionary {dict}"))?,
+            ),
+            _ => None,
+        };
+        let base = if enc == Encoding::Delta {
+            if depth > 8 || u.base == NIL {
+                return Err("bad delta chain".into());
+            }
+            Some(decode(u.base as usize, img, tier, dicts, plain, depth + 1)?)
+        } else {
+            None
+        };
+        let frame = Frame {
+            bytes: Bytes::from(bytes),
+            encoding: enc,
+        };
+        let p = codec::decompress(&frame, u.logical as usize, dict, base.as_deref())
+            .map_err(|e| e.to_string())?;
+        if super::check_of(&p) != u.check {
+            return Err("checksum mismatch after decoding".into());
+        }
+        let p = Bytes::from(p);
+        plain[k] = Some(p.clone());
+        Ok(p)
+    }
+    for k in 0..img.units.len() {
+        if img.units[k].is_some() {
+            if let Err(e) = decode(k, &img, tier, &dicts, &mut plain, 0) {
+                problems.push(format!("unit slot {k}: {e}"));
+            }
+            // Keep only bases in memory.
+            if img.units[k].as_ref().is_some_and(|u| u.dependents == 0) {
+                plain[k] = None;
+            }
+        }
+    }
+    Ok(refs)
+}
+
 impl StoreBuilder {
     /// Open the persistent store in `dir` (created if missing): a
     /// [`DiskTier`] there as the cold tier, and the state of its last
@@ -331,18 +461,26 @@ impl StoreBuilder {
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
         let started = Instant::now();
         let tier = DiskTier::open(dir.as_ref()).map_err(|e| Error::Cold(e.into()))?;
+        self.open_tier(tier, started)
+    }
+
+    /// [`StoreBuilder::open`] on a [`DiskTier`] opened by the caller (who
+    /// may keep a clone for its stats); `started` is when the caller began
+    /// opening it, for the report.
+    pub fn open_tier(self, tier: DiskTier, started: Instant) -> Result<Store> {
         let cold_open = started.elapsed();
+        let dir = std::path::PathBuf::from(tier.dir());
         let image = match tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? {
             None => None,
             Some((version, _)) if version != IMAGE_VERSION => {
                 return Err(Error::Config(format!(
                     "{} holds a store image of version {version}; this agentmem reads version {IMAGE_VERSION}",
-                    dir.as_ref().display()
+                    dir.display()
                 )))
             }
             Some((_, bytes)) => Some(postcard::from_bytes::<Image>(&bytes).map_err(|e| {
                 Error::Corrupt {
-                    what: format!("store image in {}", dir.as_ref().display()),
+                    what: format!("store image in {}", dir.display()),
                     detail: e.to_string(),
                 }
             })?),

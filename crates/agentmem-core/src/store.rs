@@ -27,7 +27,7 @@ use crate::types::{
 
 #[path = "persist.rs"]
 mod persist;
-pub use persist::{CheckpointReport, OpenReport};
+pub use persist::{check_references, CheckpointReport, OpenReport};
 
 /// Largest unit accepted unless configured otherwise: 1 GiB.
 pub const DEFAULT_MAX_UNIT_SIZE: u64 = 1 << 30;

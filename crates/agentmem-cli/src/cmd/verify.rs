@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use agentmem_cold::DiskTier;
+use agentmem_core::tier::DiskTier;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
@@ -26,7 +26,10 @@ pub struct Args {
 /// Run the check.
 pub fn run(args: Args) -> Result<ExitCode> {
     if !args.dir.is_dir() {
-        bail!("{} is not a directory (pass the store's --dir)", args.dir.display());
+        bail!(
+            "{} is not a directory (pass the store's --dir)",
+            args.dir.display()
+        );
     }
     let started = Instant::now();
     // Read-only: a shared lock, nothing written, so a live store's
