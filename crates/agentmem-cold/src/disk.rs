@@ -133,14 +133,20 @@ impl DiskTierBuilder {
             )));
         }
         let inner = Arc::new(Inner::open(storage, self)?);
+        let guard = Background::default();
         if let (false, Some(every)) = (inner.opts.read_only, inner.opts.sync_interval) {
             let weak = Arc::downgrade(&inner);
-            std::thread::Builder::new()
+            let stop = guard.stop.clone();
+            let handle = std::thread::Builder::new()
                 .name("agentmem-cold-sync".into())
-                .spawn(move || background(weak, every))
+                .spawn(move || background(weak, every, stop))
                 .map_err(|e| ColdError::io(&inner.dir, "starting the group-commit thread", e))?;
+            *guard.thread.lock() = Some(handle);
         }
-        Ok(DiskTier { inner })
+        Ok(DiskTier {
+            _background: Arc::new(guard),
+            inner,
+        })
     }
 }
 
@@ -149,7 +155,29 @@ impl DiskTierBuilder {
 /// the design.
 #[derive(Clone)]
 pub struct DiskTier {
+    // Declared first so it drops first: the background thread is stopped
+    // and joined before the last handle's `inner` goes, so the closing
+    // snapshot and the directory unlock happen when the last handle drops,
+    // on that thread.
+    _background: Arc<Background>,
     inner: Arc<Inner>,
+}
+
+/// Stops and joins the group-commit thread when the last handle drops.
+#[derive(Default)]
+struct Background {
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl fmt::Debug for DiskTier {
@@ -369,10 +397,19 @@ struct Inner {
     _lock: Box<dyn fmt::Debug + Send + Sync>,
 }
 
-fn background(weak: Weak<Inner>, every: Duration) {
+fn background(weak: Weak<Inner>, every: Duration, stop: Arc<(Mutex<bool>, parking_lot::Condvar)>) {
     let mut ticks = 0u64;
     loop {
-        std::thread::sleep(every);
+        {
+            let mut stopped = stop.0.lock();
+            if *stopped {
+                return;
+            }
+            stop.1.wait_for(&mut stopped, every);
+            if *stopped {
+                return;
+            }
+        }
         let Some(inner) = weak.upgrade() else { return };
         if inner.is_poisoned.load(Ordering::Acquire) {
             continue;
@@ -1260,11 +1297,22 @@ impl DiskTier {
             match self.get(&key) {
                 Ok(Some(_)) => {}
                 Ok(None) => {}
-                Err(e) => r.problems.push(format!("key {}: {e}", hex(&key))),
+                Err(e) => r.problems.push(format!("key {}: {}", hex(&key), chain(&e))),
             }
         }
         r
     }
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s += &format!(": {c}");
+        src = c.source();
+    }
+    s
 }
 
 /// Lowercase hex of a key.

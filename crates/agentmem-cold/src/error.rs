@@ -17,7 +17,9 @@ pub enum ColdError {
         dir: String,
     },
     /// The directory or a file in it cannot be written.
-    #[error("{dir} is read-only ({source}); open it read-only (e.g. `agentmem verify`) or give a writable --dir")]
+    #[error(
+        "{dir} is read-only: open it read-only (e.g. `agentmem verify`) or give a writable --dir"
+    )]
     ReadOnly {
         /// The directory.
         dir: String,
@@ -84,7 +86,7 @@ pub enum ColdError {
     #[error("invalid cold tier setting: {0}")]
     Config(String),
     /// Any other I/O failure.
-    #[error("{what} in {dir}: {source}")]
+    #[error("{what} in {dir}")]
     Io {
         /// What was being done.
         what: String,

@@ -215,5 +215,11 @@ fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _s = Store::open(dir.path()).unwrap();
     let e = Store::open(dir.path()).unwrap_err();
-    assert!(e.to_string().contains("already opened"), "{e}");
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        chain += &format!(": {s}");
+        src = s.source();
+    }
+    assert!(chain.contains("already opened"), "{chain}");
 }

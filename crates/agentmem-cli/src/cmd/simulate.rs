@@ -39,6 +39,9 @@ use crate::util::{human_bytes, parse_bytes, rss_bytes, settle_heap};
 
 /// Default number of agents.
 const DEFAULT_AGENTS: usize = 800;
+/// How many agents may replay the same conversation (each in its own
+/// tenant); beyond that the workload is mostly copies.
+const MAX_COPIES: usize = 16;
 
 /// Where agent memory is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -166,6 +169,13 @@ pub fn run(args: Args) -> Result<std::process::ExitCode> {
     let available = corpus.conversations.len();
     let agents = match args.agents {
         Some(0) => bail!("--agents must be at least 1"),
+        Some(n) if n > available * MAX_COPIES => bail!(
+            "{} holds {available} distinct conversations but --agents is {n}; agents beyond that replay a \
+             conversation again (in a separate tenant), at most {MAX_COPIES} times each: pass at most \
+             --agents {} or a larger --data directory",
+            dir.display(),
+            available * MAX_COPIES
+        ),
         Some(n) if n > available => {
             // Agents beyond the data's conversations replay one again, each
             // copy in its own tenant, so deduplication cannot merge them.
