@@ -1,8 +1,9 @@
 //! # agentmem-cold
 //!
 //! The cold tier of agentmem: compressed units on local disk, crash-safe,
-//! recoverable and compacting. [`DiskTier`] implements the store's
-//! [`agentmem_core::tier::ColdTier`] seam.
+//! recoverable and compacting. `agentmem-core` implements its
+//! `tier::ColdTier` seam for [`DiskTier`] and persists the store's metadata
+//! in it (see `docs/cold-tier.md`).
 //!
 //! ## Layout
 //!
@@ -69,7 +70,10 @@
 //! index at ~50 bytes per unit, and makes crash recovery a linear scan of
 //! the tail. The measured comparison (`cargo bench -p agentmem-cold --bench
 //! cold`, redb 2 with `Durability::Immediate` per batch vs this log with
-//! group commit) is in `docs/cold-tier.md`.
+//! group commit) is in `docs/cold-tier.md`: gets are as fast in both
+//! (1.9 vs 1.6 µs from the page cache), an acknowledged put is 10 µs here
+//! with group commit, and a durable put 0.67 ms here vs 1.36 ms for a redb
+//! commit.
 
 mod disk;
 mod error;
