@@ -283,6 +283,7 @@ impl StoreBuilder {
                 state: Mutex::new(state),
                 cold_io: Mutex::new(()),
                 opened: Mutex::new(None),
+                prefetcher: std::sync::OnceLock::new(),
                 clock: self.clock,
                 sink: self.sink,
                 config: Config {
@@ -344,6 +345,8 @@ struct Inner {
     cold_io: Mutex<()>,
     /// Set by [`Store::open`].
     opened: Mutex<Option<OpenReport>>,
+    /// Feeds the background prefetch thread ([`Store::resume_in_background`]).
+    prefetcher: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<AgentId>>>,
     clock: Arc<dyn Clock>,
     sink: Option<Arc<dyn AccessSink>>,
     config: Config,
@@ -1253,8 +1256,47 @@ impl Store {
     pub fn resume(&self, agent: AgentId) -> Result<ResumeReport> {
         let started = Instant::now();
         self.set_state(agent, AgentState::Active)?;
+        self.prefetch(agent, started)
+    }
+
+    /// Resume an agent without waiting: its state becomes
+    /// [`AgentState::Active`] now, and a background thread (one per store,
+    /// started on first use) brings its working set back from the warm and
+    /// cold tiers, as [`Store::resume`] would. Reads meanwhile fetch what
+    /// they need themselves; nothing waits for the prefetch.
+    pub fn resume_in_background(&self, agent: AgentId) -> Result<()> {
+        self.set_state(agent, AgentState::Active)?;
+        let tx = self.inner.prefetcher.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<AgentId>();
+            let weak = Arc::downgrade(&self.inner);
+            let spawned = std::thread::Builder::new()
+                .name("agentmem-prefetch".into())
+                .spawn(move || {
+                    while let Ok(agent) = rx.recv() {
+                        let Some(inner) = weak.upgrade() else { return };
+                        let store = Store { inner };
+                        if let Err(e) = store.prefetch(agent, Instant::now()) {
+                            tracing::warn!(%agent, "background prefetch failed: {e}");
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("could not start the prefetch thread: {e}");
+            }
+            Mutex::new(tx)
+        });
+        // If the thread could not start, the agent is still resumed: its
+        // reads fetch what they need.
+        let _ = tx.lock().send(agent);
+        Ok(())
+    }
+
+    /// Bring an agent's units back to hot (newest first, up to half the
+    /// hot budget), decoding and reading the disk outside the lock.
+    fn prefetch(&self, agent: AgentId, started: Instant) -> Result<ResumeReport> {
         let pending: Vec<Pending> = {
             let st = self.inner.state.lock();
+            st.agent(agent)?;
             let mut budget = self.cfg().hot_budget / 2;
             let mut out = Vec::new();
             for &k in st.agents[agent.0 as usize].units.iter().rev() {

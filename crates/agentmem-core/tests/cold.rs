@@ -85,6 +85,20 @@ fn units_go_cold_under_the_ram_budget_and_come_back_byte_exact() {
         &store.read_last(conv, 1).unwrap()[0][..],
         &message(a, 150)[..]
     );
+    // A background resume brings units back without the caller waiting.
+    let (id, ..) = agents[5];
+    store.pause(agents[3].0).unwrap();
+    let hot_before = store.stats().mem.hot_bytes;
+    store.resume_in_background(id).unwrap();
+    let t0 = std::time::Instant::now();
+    while store.stats().mem.hot_bytes <= hot_before {
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "background prefetch never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(store.agent_info(id).unwrap().state, AgentState::Active);
     // Releasing agents deletes their cold records.
     let before = cold.len();
     for &(id, ..) in &agents[..20] {
