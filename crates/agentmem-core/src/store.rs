@@ -283,6 +283,7 @@ impl StoreBuilder {
                 state: Mutex::new(state),
                 cold_io: Mutex::new(()),
                 opened: Mutex::new(None),
+                cold_error: Mutex::new(None),
                 prefetcher: std::sync::OnceLock::new(),
                 clock: self.clock,
                 sink: self.sink,
@@ -345,6 +346,8 @@ struct Inner {
     cold_io: Mutex<()>,
     /// Set by [`Store::open`].
     opened: Mutex<Option<OpenReport>>,
+    /// The last failure to move units to the cold tier.
+    cold_error: Mutex<Option<String>>,
     /// Feeds the background prefetch thread ([`Store::resume_in_background`]).
     prefetcher: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<AgentId>>>,
     clock: Arc<dyn Clock>,
@@ -1105,7 +1108,8 @@ impl Store {
             }
         }
         drop(st);
-        self.spill()
+        self.spill_best_effort();
+        Ok(())
     }
 
     /// Move warm victims to the cold tier while hot + warm bytes exceed the
@@ -1120,6 +1124,27 @@ impl Store {
             return Ok(());
         };
         self.spill_locked()
+    }
+
+    /// Spill, but a failing disk (full, poisoned) only leaves units in RAM
+    /// over the budget: the operation that triggered it has succeeded.
+    fn spill_best_effort(&self) {
+        if let Err(e) = self.spill() {
+            let mut chain = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                chain += &format!(": {c}");
+                src = c.source();
+            }
+            tracing::warn!("units stay in RAM over the budget: {chain}");
+            *self.inner.cold_error.lock() = Some(chain);
+        }
+    }
+
+    /// Why the last move to the cold tier failed, if one did (units then
+    /// stay in RAM over the budget until the disk accepts writes again).
+    pub fn cold_error(&self) -> Option<String> {
+        self.inner.cold_error.lock().clone()
     }
 
     /// [`Store::spill`] with `cold_io` held.
@@ -1337,7 +1362,7 @@ impl Store {
         st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
         drop(st);
         report.elapsed = started.elapsed();
-        self.spill()?;
+        self.spill_best_effort();
         Ok(report)
     }
 
@@ -1474,7 +1499,7 @@ impl Store {
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
         self.after_write(st, kind, data, now)?;
-        self.spill()?;
+        self.spill_best_effort();
         Ok(id)
     }
 
@@ -1608,7 +1633,7 @@ impl Store {
             st.promote(p.key, plain.clone(), now, p.fetched.get().cloned());
             st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
             drop(st);
-            self.spill()?;
+            self.spill_best_effort();
         }
         Ok(plain)
     }
@@ -1728,7 +1753,7 @@ impl Store {
         let mut st = self.inner.state.lock();
         let i = self.append_locked(&mut st, conversation, message, now)?;
         self.after_write(st, Kind::Conversation, message, now)?;
-        self.spill()?;
+        self.spill_best_effort();
         Ok(i)
     }
 

@@ -237,3 +237,44 @@ fn a_second_open_of_the_same_directory_is_refused() {
     }
     assert!(chain.contains("already opened"), "{chain}");
 }
+
+#[test]
+fn a_full_disk_keeps_units_in_ram_and_the_store_working() {
+    use agentmem_cold::storage::{Faults, MemStorage};
+    let mem = MemStorage::new();
+    let tier = DiskTier::builder()
+        .sync_interval(None)
+        .open_storage(Arc::new(mem.clone()))
+        .unwrap();
+    let store = Store::builder()
+        .ram_budget(64 << 10)
+        .cold_tier(Arc::new(tier.clone()))
+        .build()
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    let conv = store.create_conversation(a).unwrap();
+    mem.set_faults(Faults {
+        fail_writes_after: Some(0),
+        disk_full: true,
+        ..Default::default()
+    });
+    for i in 0..300 {
+        store.append(conv, &message(1, i)).unwrap();
+    }
+    store.pause(a).unwrap();
+    let e = store.cold_error().expect("the full disk was reported");
+    assert!(e.contains("no space left"), "{e}");
+    assert_eq!(store.stats().mem.cold_bytes, 0);
+    assert!(store.stats().over_budget);
+    // Space comes back: the next spill moves the units out.
+    mem.set_faults(Faults::default());
+    store.append(conv, &message(1, 300)).unwrap();
+    store.pause(a).unwrap();
+    assert!(store.stats().mem.cold_bytes > 0);
+    let all = store.read_all(conv).unwrap();
+    for (i, m) in all.iter().enumerate() {
+        assert_eq!(&m[..], &message(1, i)[..]);
+    }
+}
