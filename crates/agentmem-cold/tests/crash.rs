@@ -60,16 +60,18 @@ fn crash_child_writer() {
     let mut n = 0u64;
     loop {
         let op: u32 = rng.random_range(0..100);
-        if op < 30 && !existing.is_empty() {
+        // Delete more once the store is large, so long runs stay bounded.
+        let deletes = if existing.len() > 3000 { 60 } else { 30 };
+        if op < deletes && !existing.is_empty() {
             let k = existing[rng.random_range(0..existing.len())];
             // The intent first: a delete in flight when killed may or may
             // not have happened.
             println!("d {}", agentmem_cold::hex(&k));
             t.delete(&k).unwrap();
             println!("D {}", agentmem_cold::hex(&k));
-        } else if op < 32 {
+        } else if op < deletes + 2 {
             t.compact().unwrap();
-        } else if op < 33 {
+        } else if op < deletes + 3 {
             t.snapshot().unwrap();
         } else {
             let k = key(cycle, n);
@@ -197,7 +199,10 @@ fn sigkill_at_random_instants_loses_no_acknowledged_write() {
             assert_eq!(v, value(k), "cycle {cycle}: half-written record");
             model.entry(*k).or_insert(true);
         }
-        assert!(t.verify().is_ok(), "cycle {cycle}: {:?}", t.verify());
+        if cycle % 10 == 9 || cycle + 1 == cycles {
+            let v = t.verify();
+            assert!(v.is_ok(), "cycle {cycle}: {v:?}");
+        }
         drop(t);
         done += 1;
     }
