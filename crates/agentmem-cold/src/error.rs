@@ -140,3 +140,38 @@ impl From<ColdError> for io::Error {
         io::Error::new(kind, e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_errors_become_clear_kinds() {
+        let e = ColdError::io("/d", "x", io::Error::from_raw_os_error(libc_errno::EROFS));
+        assert!(matches!(e, ColdError::ReadOnly { .. }), "{e}");
+        assert!(e.to_string().contains("read-only"), "{e}");
+        let e = ColdError::io("/d", "x", io::Error::from_raw_os_error(libc_errno::EACCES));
+        assert!(matches!(e, ColdError::ReadOnly { .. }), "{e}");
+        let e = ColdError::io(
+            "/d",
+            "appending",
+            io::Error::from_raw_os_error(libc_errno::ENOSPC),
+        );
+        assert!(matches!(e, ColdError::DiskFull { .. }), "{e}");
+        let e = ColdError::io(
+            "/d",
+            "reading",
+            io::Error::from_raw_os_error(libc_errno::EIO),
+        );
+        assert!(matches!(e, ColdError::Io { .. }), "{e}");
+    }
+
+    /// Errno values via rustix, so the test needs no libc.
+    mod libc_errno {
+        use rustix::io::Errno;
+        pub const EROFS: i32 = Errno::ROFS.raw_os_error();
+        pub const EACCES: i32 = Errno::ACCESS.raw_os_error();
+        pub const ENOSPC: i32 = Errno::NOSPC.raw_os_error();
+        pub const EIO: i32 = Errno::IO.raw_os_error();
+    }
+}
