@@ -1076,7 +1076,11 @@ fn load_snapshot(storage: &dyn Storage, dir: &str) -> Result<std::result::Result
     let off = u64_at(16);
     let nsegs = u32_at(24) as usize;
     let nkeys = u64_at(28) as usize;
-    if body.len() != 36 + nsegs * 28 + nkeys * ENTRY {
+    let expected = nkeys
+        .checked_mul(ENTRY)
+        .and_then(|e| e.checked_add(nsegs.checked_mul(28)?))
+        .and_then(|e| e.checked_add(36));
+    if expected != Some(body.len()) {
         return Ok(Err("length does not match its counts".into()));
     }
     let mut st = State::default();

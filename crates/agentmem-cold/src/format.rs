@@ -105,6 +105,10 @@ pub struct Header {
 
 impl Header {
     /// Parse the first [`RECORD_HEADER`] bytes of `b`.
+    ///
+    /// # Panics
+    ///
+    /// If `b` is shorter than [`RECORD_HEADER`]; callers check first.
     pub fn parse(b: &[u8]) -> Header {
         Header {
             crc: u32::from_le_bytes(b[0..4].try_into().expect("4 bytes")),
