@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     header.extend_from_slice(seg);
     f.write_at(&header, 0).unwrap();
     if !snap.is_empty() {
-        mem.open("index.snap", true).unwrap().write_at(snap, 0).unwrap();
+        mem.open("index.snap", true)
+            .unwrap()
+            .write_at(snap, 0)
+            .unwrap();
     }
     let Ok(t) = DiskTier::builder()
         .sync_interval(None)

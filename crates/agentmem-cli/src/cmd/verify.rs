@@ -61,6 +61,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 "disk_bytes": stats.disk_bytes,
                 "live_bytes": stats.live_bytes,
                 "dead_bytes": stats.dead_bytes,
+                "open_ms": stats.recovery.elapsed.as_secs_f64() * 1e3,
+                "open_from_snapshot": stats.recovery.from_snapshot,
+                "open_replayed_records": stats.recovery.replayed_records,
                 "problems": report.problems,
                 "elapsed_s": elapsed.as_secs_f64(),
             }))?
@@ -80,6 +83,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             human_bytes(stats.disk_bytes),
             human_bytes(stats.live_bytes),
             human_bytes(stats.dead_bytes)
+        );
+        println!(
+            "  opened in {:.1} ms ({}, {} records replayed)",
+            stats.recovery.elapsed.as_secs_f64() * 1e3,
+            if stats.recovery.from_snapshot {
+                "index snapshot"
+            } else {
+                "no index snapshot"
+            },
+            stats.recovery.replayed_records
         );
         for p in &report.problems {
             println!("  PROBLEM: {p}");
