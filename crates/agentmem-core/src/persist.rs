@@ -115,6 +115,9 @@ pub struct OpenReport {
     pub units: u64,
     /// Conversations restored.
     pub conversations: u64,
+    /// Records no unit of the checkpoint names (written after it, before a
+    /// crash), deleted on open.
+    pub orphans_deleted: u64,
     /// Wall time of opening the cold tier (index snapshot and log replay).
     pub cold_open: Duration,
     /// Wall time of the whole open.
@@ -496,6 +499,24 @@ impl StoreBuilder {
         };
         if let Some(img) = image {
             store.restore(img, &tier, &mut report)?;
+        }
+        // Work done after the last checkpoint is gone with the crash; so
+        // are the records it wrote. Nobody else has the directory (locked).
+        let named: hashbrown::HashSet<[u8; 32]> = {
+            let st = store.inner.state.lock();
+            st.units
+                .iter()
+                .flatten()
+                .filter(|u| u.disk.is_some())
+                .map(|u| u.cold_key().0)
+                .chain([image_key()])
+                .collect()
+        };
+        for key in tier.keys() {
+            if !named.contains(&key) {
+                tier.delete(&key).map_err(|e| Error::Cold(e.into()))?;
+                report.orphans_deleted += 1;
+            }
         }
         report.elapsed = started.elapsed();
         *store.inner.opened.lock() = Some(report);
