@@ -99,6 +99,7 @@ pub struct StoreBuilder {
     sink: Option<Arc<dyn AccessSink>>,
     near_duplicates: bool,
     cold: Option<Arc<dyn ColdTier>>,
+    checkpoint_every: Option<Duration>,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -129,6 +130,7 @@ impl Default for StoreBuilder {
             sink: None,
             near_duplicates: true,
             cold: None,
+            checkpoint_every: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -227,6 +229,14 @@ impl StoreBuilder {
         self
     }
 
+    /// With a cold tier, checkpoint the store this often in a background
+    /// thread (see [`Store::checkpoint`]): a crash loses at most this much
+    /// work. `None`: only explicit checkpoints. Default: 30 s.
+    pub fn checkpoint_every(mut self, every: Option<Duration>) -> Self {
+        self.checkpoint_every = every;
+        self
+    }
+
     /// Build the store.
     pub fn build(self) -> Result<Store> {
         if !(1..=22).contains(&self.level) {
@@ -278,7 +288,9 @@ impl StoreBuilder {
             dedup_bytes: 0,
             delta_units: 0,
         };
-        Ok(Store {
+        let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
+        let store = Store {
+            threads: Arc::new(Threads::default()),
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 cold_io: Mutex::new(()),
@@ -299,7 +311,16 @@ impl StoreBuilder {
                     secret,
                 },
             }),
-        })
+        };
+        if let Some(every) = checkpoint_every {
+            store.spawn("agentmem-checkpoint", every, move |store| {
+                if let Err(e) = store.checkpoint() {
+                    tracing::warn!("periodic checkpoint failed: {e}");
+                }
+                every
+            })?;
+        }
+        Ok(store)
     }
 }
 
@@ -328,7 +349,39 @@ struct Config {
 /// The semantic store. Cheap to clone; clones share the same store.
 #[derive(Clone)]
 pub struct Store {
+    // Declared first so it drops first: when the last handle goes, the
+    // store's threads are stopped and joined before `inner` is released,
+    // so the store (and its directory lock) closes on the dropping thread.
+    threads: Arc<Threads>,
     inner: Arc<Inner>,
+}
+
+/// The store's background threads (checkpoints, prefetch).
+#[derive(Default)]
+struct Threads {
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        for h in self.handles.lock().drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Threads {
+    /// Sleep up to `d`; false once the store is closing.
+    fn wait(stop: &(Mutex<bool>, parking_lot::Condvar), d: Duration) -> bool {
+        let mut s = stop.0.lock();
+        if !*s {
+            stop.1.wait_for(&mut s, d);
+        }
+        !*s
+    }
 }
 
 impl fmt::Debug for Store {
@@ -1293,18 +1346,17 @@ impl Store {
         self.set_state(agent, AgentState::Active)?;
         let tx = self.inner.prefetcher.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<AgentId>();
-            let weak = Arc::downgrade(&self.inner);
-            let spawned = std::thread::Builder::new()
-                .name("agentmem-prefetch".into())
-                .spawn(move || {
-                    while let Ok(agent) = rx.recv() {
-                        let Some(inner) = weak.upgrade() else { return };
-                        let store = Store { inner };
-                        if let Err(e) = store.prefetch(agent, Instant::now()) {
-                            tracing::warn!(%agent, "background prefetch failed: {e}");
-                        }
+            let rx = Mutex::new(rx);
+            let spawned = self.spawn("agentmem-prefetch", Duration::ZERO, move |store| {
+                // Wait for work a short while at a time, so a closing store
+                // is never held up for long.
+                if let Ok(agent) = rx.lock().recv_timeout(Duration::from_millis(50)) {
+                    if let Err(e) = store.prefetch(agent, Instant::now()) {
+                        tracing::warn!(%agent, "background prefetch failed: {e}");
                     }
-                });
+                }
+                Duration::ZERO
+            });
             if let Err(e) = spawned {
                 tracing::warn!("could not start the prefetch thread: {e}");
             }
@@ -1313,6 +1365,37 @@ impl Store {
         // If the thread could not start, the agent is still resumed: its
         // reads fetch what they need.
         let _ = tx.lock().send(agent);
+        Ok(())
+    }
+
+    /// Run `tick` on a background thread until the store closes; it
+    /// returns how long to sleep before the next tick. The thread holds the
+    /// store only while ticking.
+    fn spawn(
+        &self,
+        name: &str,
+        first: Duration,
+        mut tick: impl FnMut(&Store) -> Duration + Send + 'static,
+    ) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let stop = self.threads.stop.clone();
+        // The thread's own handle must not keep the threads alive.
+        let threads = Arc::new(Threads::default());
+        let mut sleep = first;
+        let h = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while Threads::wait(&stop, sleep) {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let store = Store {
+                        threads: threads.clone(),
+                        inner,
+                    };
+                    sleep = tick(&store);
+                }
+            })
+            .map_err(|e| Error::Config(format!("starting the {name} thread: {e}")))?;
+        self.threads.handles.lock().push(h);
         Ok(())
     }
 

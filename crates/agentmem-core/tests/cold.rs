@@ -278,3 +278,44 @@ fn a_full_disk_keeps_units_in_ram_and_the_store_working() {
         assert_eq!(&m[..], &message(1, i)[..]);
     }
 }
+
+/// What a SIGKILL leaves: the directory's files as they are now.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn periodic_checkpoints_bound_what_a_crash_loses_and_close_is_immediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .checkpoint_every(Some(std::time::Duration::from_millis(50)))
+        .open(&live)
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    let conv = store.create_conversation(a).unwrap();
+    for i in 0..50 {
+        store.append(conv, &message(2, i)).unwrap();
+    }
+    store.resume_in_background(a).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let crashed = dir.path().join("crashed");
+    copy_dir(&live, &crashed);
+    // Closing joins the background threads: reopening at once works.
+    drop(store);
+    for _ in 0..5 {
+        let s = Store::open(&live).unwrap();
+        s.resume_in_background(a).unwrap();
+        assert_eq!(s.conversation_len(conv).unwrap(), 50);
+    }
+    // Without any explicit checkpoint, the crash image has the work.
+    let s = Store::open(&crashed).unwrap();
+    assert_eq!(s.conversation_len(conv).unwrap(), 50);
+    assert_eq!(&s.read_last(conv, 1).unwrap()[0][..], &message(2, 49)[..]);
+}
