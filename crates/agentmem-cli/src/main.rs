@@ -30,6 +30,29 @@ enum Command {
     TraceGen(cmd::tracegen::Args),
     /// Check every record of a store directory; non-zero exit if anything is missing or corrupt.
     Verify(cmd::verify::Args),
+    // --- agentmem-supervisor subcommands (issue 6) ---
+    /// Check the machine, or apply / revert the agent memory profile (zswap, swap file, KSM).
+    Setup(cmd::supervise::SetupArgs),
+    /// Launch an agent under supervision (KSM merging, own cgroup): `run --name N -- CMD ARGS...`.
+    Run(cmd::supervise::RunArgs),
+    /// Put a running process under supervision.
+    Adopt(cmd::supervise::AdoptArgs),
+    /// Run the supervisor daemon (idle page-out, working-set learning, freeze, prefetch).
+    Supervise(cmd::supervise::SuperviseArgs),
+    /// Freeze an agent and page it out.
+    Pause(cmd::supervise::PauseArgs),
+    /// Thaw an agent and prefetch its memory; returns when the prefetch is done.
+    Resume(cmd::supervise::ResumeArgs),
+    /// Supervised agents' state and memory (`--json` for scripts).
+    Ps(cmd::supervise::PsArgs),
+    /// Live view of the supervised agents, sorted by memory.
+    Top(cmd::supervise::TopArgs),
+    // --- end agentmem-supervisor subcommands ---
+    /// Run agentmemd: serve one store to many agent processes over a Unix
+    /// socket (the same program as the `agentmemd` binary).
+    Daemon(agentmem_daemon::Args),
+    /// Print a running agentmemd's accounting as tables or JSON.
+    Stats(cmd::stats::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +62,20 @@ fn main() -> std::process::ExitCode {
         Command::Sim(args) => cmd::sim::run(args),
         Command::TraceGen(args) => cmd::tracegen::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        // --- agentmem-supervisor subcommands (issue 6) ---
+        Command::Setup(args) => cmd::supervise::setup(args),
+        Command::Run(args) => cmd::supervise::run(args),
+        Command::Adopt(args) => cmd::supervise::adopt(args),
+        Command::Supervise(args) => cmd::supervise::supervise(args),
+        Command::Pause(args) => cmd::supervise::pause(args),
+        Command::Resume(args) => cmd::supervise::resume(args),
+        Command::Ps(args) => cmd::supervise::ps(args),
+        Command::Top(args) => cmd::supervise::top(args),
+        // --- end agentmem-supervisor subcommands ---
+        Command::Daemon(args) => {
+            agentmem_daemon::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
+        Command::Stats(args) => cmd::stats::run(args),
     };
     match result {
         Ok(code) => code,

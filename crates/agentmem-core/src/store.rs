@@ -1675,6 +1675,23 @@ impl Store {
         self.read(Some(agent), id)
     }
 
+    /// Check that `agent` may read a unit (it holds a reference or the unit
+    /// is public) without reading it: the same errors as
+    /// [`Store::get_for`].
+    pub fn check_read(&self, agent: AgentId, id: &ContentId) -> Result<()> {
+        let st = self.inner.state.lock();
+        st.agent(agent)?;
+        let k = st.lookup_held(id)?;
+        let u = st.unit(k);
+        if u.tenant != NIL && !u.owners.iter().any(|o| o.0 == agent.0) {
+            return Err(Error::AccessDenied {
+                agent,
+                id: id.to_hex(),
+            });
+        }
+        Ok(())
+    }
+
     fn read(&self, agent: Option<AgentId>, id: &ContentId) -> Result<Bytes> {
         let now = self.now();
         let pending = {

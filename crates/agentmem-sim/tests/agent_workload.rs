@@ -1,6 +1,7 @@
 //! On an agent workload generated from the shared conversations, the
 //! learned policy misses less than LRU where the workload does not fit, and
-//! never less than Belady. On the classic traces it is LRU exactly.
+//! never less than Belady where Belady is optimal (objects of equal
+//! weight). On the classic traces it is LRU exactly.
 
 use std::path::PathBuf;
 
@@ -35,11 +36,17 @@ fn learned_beats_lru_on_generated_agent_traces() {
         let learned = simulate(&trace, PolicyName::Learned, size, Unit::Bytes).misses;
         let belady = simulate(&trace, PolicyName::Belady, size, Unit::Bytes).misses;
         println!("{pct}%: lru {lru} learned {learned} belady {belady}");
+        // With byte sizes Belady is a size-blind heuristic, which the
+        // size-aware learned policy can beat; counted in objects it is the
+        // optimum.
+        let objects = trace.objects as u64 * pct / 100;
+        let learned_objects = simulate(&trace, PolicyName::Learned, objects, Unit::Objects).misses;
+        let belady_objects = simulate(&trace, PolicyName::Belady, objects, Unit::Objects).misses;
         assert!(
-            belady <= learned,
-            "{pct}%: belady {belady} > learned {learned}"
+            belady_objects <= learned_objects,
+            "{pct}% of objects: belady {belady_objects} > learned {learned_objects}"
         );
-        // Measured 37% and 35% fewer with this seed; demand the 20%.
+        // Measured 65% and 54% fewer with this seed; demand the 20%.
         assert!(
             learned * 100 <= lru * 80,
             "{pct}%: learned {learned} vs lru {lru}"

@@ -72,9 +72,15 @@ pub struct Args {
     /// Hot (plain) budget of the store. Default: a quarter of the RAM budget.
     #[arg(long, value_parser = parse_bytes)]
     hot_budget: Option<u64>,
-    /// Eviction policy: lru, sieve, s3fifo or semantic.
-    #[arg(long, default_value = "semantic")]
-    policy: PolicyKind,
+    /// Eviction policy: lru, sieve, s3fifo, semantic, or learned
+    /// (agentmem-sim's `LearnedPolicy`, through the store's policy factory).
+    #[arg(long, default_value = "semantic", value_parser = parse_policy)]
+    policy: PolicyChoice,
+    /// Write the agent-aware trace of the run (agentmem's `.amt` format, see
+    /// docs/sim.md) to FILE, from a background thread; `agentmem sim
+    /// --trace FILE` replays it.
+    #[arg(long, value_name = "FILE")]
+    trace_out: Option<PathBuf>,
     /// zstd level for warm units.
     #[arg(long, default_value_t = 9)]
     level: i32,
@@ -101,6 +107,34 @@ pub struct Args {
     /// Remove the cold-tier files already in the store directory first.
     #[arg(long)]
     fresh: bool,
+}
+
+/// The store's eviction policy: a built-in one, or the learned one from
+/// agentmem-sim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolicyChoice {
+    BuiltIn(PolicyKind),
+    Learned,
+}
+
+impl PolicyChoice {
+    fn name(self) -> &'static str {
+        match self {
+            PolicyChoice::BuiltIn(k) => k.name(),
+            PolicyChoice::Learned => "learned",
+        }
+    }
+}
+
+fn parse_policy(s: &str) -> Result<PolicyChoice, String> {
+    if s.eq_ignore_ascii_case("learned") {
+        return Ok(PolicyChoice::Learned);
+    }
+    s.parse::<PolicyKind>()
+        .map(PolicyChoice::BuiltIn)
+        .map_err(|_| {
+            format!("unknown policy {s:?}: expected lru, sieve, s3fifo, semantic or learned")
+        })
 }
 
 /// What one agent holds in naive mode: its own copies, as a runtime does.
@@ -314,7 +348,6 @@ fn run_store(
     let clock = ManualClock::new();
     let mut builder = Store::builder()
         .ram_budget(args.ram_budget)
-        .policy(args.policy)
         .compression_level(args.level)
         .dictionary_size(args.dictionary_size as usize)
         .train_dictionaries_after(args.train_after as usize)
@@ -322,6 +355,23 @@ fn run_store(
     if let Some(h) = args.hot_budget {
         builder = builder.hot_budget(h);
     }
+    builder = match args.policy {
+        PolicyChoice::BuiltIn(kind) => builder.policy(kind),
+        PolicyChoice::Learned => {
+            builder.policy_factory(|| Box::new(agentmem_sim::LearnedPolicy::new()))
+        }
+    };
+    let trace_writer = match &args.trace_out {
+        Some(path) => {
+            let w = Arc::new(agentmem_sim::TraceWriter::create(
+                path,
+                agentmem_sim::writer::DEFAULT_QUEUE,
+            )?);
+            builder = builder.access_sink(w.clone());
+            Some(w)
+        }
+        None => None,
+    };
     let cold_dir = args.dir.clone().or_else(|| {
         args.cold
             .then(|| PathBuf::from(crate::cmd::cold::DEFAULT_DIR))
@@ -403,6 +453,12 @@ fn run_store(
         }
     }
     while store.maintain(4096)? > 0 {}
+    // The run's trace ends here; the verification reads below are not part
+    // of the workload.
+    let trace_stats = match &trace_writer {
+        Some(w) => Some(w.close()?),
+        None => None,
+    };
     settle_heap();
     let rss_after = rss_bytes()?;
     let stats = store.stats();
@@ -467,6 +523,11 @@ fn run_store(
         "context_reads": context_reads,
         "verified_units": verified,
         "cold": cold,
+        "trace_out": args.trace_out.as_ref().map(|p| json!({
+            "path": p.display().to_string(),
+            "written": trace_stats.map_or(0, |s| s.written),
+            "dropped": trace_stats.map_or(0, |s| s.dropped),
+        })),
     }))
 }
 
@@ -559,6 +620,14 @@ fn print_table(r: &serde_json::Value) {
         );
     }
     println!("  peak resident memory  {}", b(&r["rss_peak_bytes"]));
+    if let Some(t) = r.get("trace_out").filter(|t| !t.is_null()) {
+        println!(
+            "  trace                 {} ({} events written, {} dropped)",
+            t["path"].as_str().unwrap_or("?"),
+            t["written"],
+            t["dropped"]
+        );
+    }
     println!(
         "  elapsed               {:.1} s",
         r["elapsed_s"].as_f64().unwrap_or(0.0)

@@ -1,5 +1,13 @@
 //! The test suite every [`EvictionPolicy`] must pass: random operations
 //! against a plain set of tracked keys, checking the trait's contract.
+//!
+//! Compiled for this crate's tests, and for other crates' with the
+//! `test-util` feature (as a dev-dependency feature), so that a policy
+//! written elsewhere is held to the same contract:
+//!
+//! ```ignore
+//! agentmem_core::policy::conformance::run("mine", &mut || Box::new(Mine::new()));
+//! ```
 
 use std::collections::BTreeSet;
 
@@ -11,7 +19,7 @@ use crate::clock::Timestamp;
 use crate::types::{AgentId, AgentState, Importance, Kind};
 
 /// A unit view for tests: key `k`, `size` bytes, owned by agent `k % 5`.
-pub(crate) fn view(k: u32, size: u32) -> UnitView {
+pub fn view(k: u32, size: u32) -> UnitView {
     UnitView {
         key: UnitKey(k),
         kind: Kind::Conversation,
@@ -21,8 +29,9 @@ pub(crate) fn view(k: u32, size: u32) -> UnitView {
     }
 }
 
-/// Run the suite against fresh instances from `make`.
-pub(crate) fn run(name: &str, make: &mut dyn FnMut() -> Box<dyn EvictionPolicy>) {
+/// Run the suite against fresh instances from `make`; panics, naming
+/// `name` and the failed check, when the contract is broken.
+pub fn run(name: &str, make: &mut dyn FnMut() -> Box<dyn EvictionPolicy>) {
     empty_policy_has_no_victim(name, make());
     drains_every_key_exactly_once(name, make());
     for seed in 0..20 {

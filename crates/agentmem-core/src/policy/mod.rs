@@ -6,7 +6,9 @@
 //! agent's change of state; when the tier is over budget it asks for victims.
 //!
 //! One file per policy; every policy passes the conformance suite in
-//! `conformance` (a test module) (run for each of them in this module's tests).
+//! `conformance` (run for each of them in this module's tests). Policies
+//! written in other crates run the same suite: it is public with the
+//! `test-util` cargo feature, meant for dev-dependencies.
 
 use std::fmt;
 use std::str::FromStr;
@@ -66,7 +68,8 @@ pub struct AgentView {
 
 /// An eviction policy for one tier.
 ///
-/// Contract (checked by `conformance` (a test module)):
+/// Contract (checked by `conformance`, public with the `test-util`
+/// feature):
 /// - `insert` is called for a key that is not tracked; afterwards it is.
 ///   Calling it for a tracked key counts as an access.
 /// - `access` on a tracked key refreshes it; on an untracked key it does nothing.
@@ -247,8 +250,8 @@ pub(crate) fn ensure_len<T: Clone>(v: &mut Vec<T>, key: UnitKey, fill: T) {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ mod arc;
 mod belady;
 mod clock;
 mod fifo;
+pub mod list;
 mod lru;
 mod lruk;
 mod s3fifo;
@@ -31,9 +32,9 @@ mod sieve;
 
 pub use arc::Arc;
 pub use belady::Belady;
-pub use clock::Clock;
-pub use fifo::Fifo;
-pub use lru::Lru;
+pub use clock::{Clock, ClockRule};
+pub use fifo::{Fifo, FifoRule};
+pub use lru::{Lru, LruRule};
 pub use lruk::LruK;
 pub use s3fifo::S3Fifo;
 pub use sieve::Sieve;
@@ -170,9 +171,9 @@ pub(crate) const NIL: u32 = u32::MAX;
 
 /// Links of one object in a [`DList`].
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Node {
-    pub prev: u32,
-    pub next: u32,
+pub struct Node {
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
 }
 
 impl Default for Node {
@@ -185,13 +186,15 @@ impl Default for Node {
 }
 
 /// An intrusive doubly linked list over dense ids (head = most recent).
+/// Public (with its [`Node`]s) only so that [`list::ListRule`] can name
+/// it; its fields and methods stay private to this crate.
 /// Written here rather than borrowed from the store because the store's list
 /// is private to it and the simulator's hot loop wants it inlined.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct DList {
-    pub head: u32,
-    pub tail: u32,
-    pub len: usize,
+pub struct DList {
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+    pub(crate) len: usize,
 }
 
 impl Default for DList {
@@ -206,7 +209,7 @@ impl Default for DList {
 
 impl DList {
     #[inline(always)]
-    pub fn push_front(&mut self, n: &mut [Node], k: u32) {
+    pub(crate) fn push_front(&mut self, n: &mut [Node], k: u32) {
         n[k as usize] = Node {
             prev: NIL,
             next: self.head,
@@ -221,7 +224,7 @@ impl DList {
     }
 
     #[inline(always)]
-    pub fn unlink(&mut self, n: &mut [Node], k: u32) {
+    pub(crate) fn unlink(&mut self, n: &mut [Node], k: u32) {
         let Node { prev, next } = n[k as usize];
         if prev != NIL {
             n[prev as usize].next = next;
@@ -237,7 +240,7 @@ impl DList {
     }
 
     #[inline(always)]
-    pub fn move_to_front(&mut self, n: &mut [Node], k: u32) {
+    pub(crate) fn move_to_front(&mut self, n: &mut [Node], k: u32) {
         if self.head != k {
             self.unlink(n, k);
             self.push_front(n, k);
@@ -245,7 +248,7 @@ impl DList {
     }
 
     #[inline(always)]
-    pub fn pop_back(&mut self, n: &mut [Node]) -> Option<u32> {
+    pub(crate) fn pop_back(&mut self, n: &mut [Node]) -> Option<u32> {
         let t = self.tail;
         if t == NIL {
             return None;

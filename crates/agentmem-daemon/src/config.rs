@@ -1,0 +1,273 @@
+//! The daemon's configuration: a TOML file whose every key is optional,
+//! overridden by command-line flags. `agentmemd --print-config` prints the
+//! effective configuration, defaults included.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// A size in bytes, written as a number or a string like `"64 MiB"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SizeRepr", into = "u64")]
+pub struct Size(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Bytes(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for Size {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Bytes(b) => Ok(Size(b)),
+            SizeRepr::Text(t) => parse_size::parse_size(&t)
+                .map(Size)
+                .map_err(|e| format!("invalid size {t:?}: {e}")),
+        }
+    }
+}
+
+impl From<Size> for u64 {
+    fn from(s: Size) -> u64 {
+        s.0
+    }
+}
+
+/// A token that names a tenant: a client presenting it in its hello acts
+/// in that tenant instead of its uid's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTenant {
+    /// The secret the client presents.
+    pub token: String,
+    /// The tenant it names.
+    pub tenant: String,
+}
+
+/// The store's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Hot plus warm bytes the store may hold. Default: 1 GiB.
+    pub ram_budget: Size,
+    /// Hot bytes the store may hold. Default: a quarter of `ram_budget`.
+    pub hot_budget: Option<Size>,
+    /// Largest unit accepted. Default: 1 GiB (the core's default); over the
+    /// socket a put is also bounded by `max_frame`.
+    pub max_unit_size: Size,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            ram_budget: Size(1 << 30),
+            hot_budget: None,
+            max_unit_size: Size(agentmem_core::DEFAULT_MAX_UNIT_SIZE),
+        }
+    }
+}
+
+/// Everything `agentmemd` can be told. Each field's doc ends with its
+/// default; `docs/daemon.md` lists them too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The Unix socket to listen on. Default: `$XDG_RUNTIME_DIR/agentmem.sock`
+    /// if set, else `/run/agentmem/agentmem.sock`.
+    pub socket: PathBuf,
+    /// Permission bits of the socket, in octal. Anyone who can connect is
+    /// identified by uid (SO_PEERCRED) and isolated by tenant. Default: "0666".
+    pub socket_mode: String,
+    /// Largest frame payload either side may send, bytes. Default: 16 MiB.
+    pub max_frame: u32,
+    /// Connections served at once; more are refused. Default: 4096.
+    pub max_connections: usize,
+    /// Seconds a disconnected agent's units are kept so the agent can
+    /// reconnect and resume; then they are released. Default: 300.
+    pub grace_secs: f64,
+    /// Units of at least this many bytes (except conversation chunks) are
+    /// sent as sealed memfd segments mapped by clients. Default: 16 KiB.
+    pub share_threshold: Size,
+    /// Bytes of memfd segments kept for reuse; least recently created go
+    /// first. Default: 256 MiB.
+    pub segment_cache: Size,
+    /// Seconds a new connection has to send its hello. Default: 5.
+    pub handshake_timeout_secs: f64,
+    /// Seconds to wait for connections to finish on shutdown. Default: 10.
+    pub shutdown_timeout_secs: f64,
+    /// Address of the Prometheus text endpoint (`GET /metrics`); must be a
+    /// loopback address. Default: none (off).
+    pub metrics: Option<SocketAddr>,
+    /// Worker threads. Default: 0, meaning one per CPU.
+    pub workers: usize,
+    /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
+    /// Default: "info".
+    pub log: String,
+    /// The store.
+    pub store: StoreConfig,
+    /// Tokens that name tenants. Default: none.
+    pub tokens: Vec<TokenTenant>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: crate::default_socket_path(),
+            socket_mode: "0666".into(),
+            max_frame: agentmem_proto::DEFAULT_MAX_FRAME,
+            max_connections: 4096,
+            grace_secs: 300.0,
+            share_threshold: Size(16 * 1024),
+            segment_cache: Size(256 << 20),
+            handshake_timeout_secs: 5.0,
+            shutdown_timeout_secs: 10.0,
+            metrics: None,
+            workers: 0,
+            log: "info".into(),
+            store: StoreConfig::default(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Read a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    /// Parse configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_frame < agentmem_proto::MIN_MAX_FRAME {
+            bail!(
+                "max_frame = {} is below the protocol minimum of {}",
+                self.max_frame,
+                agentmem_proto::MIN_MAX_FRAME
+            );
+        }
+        if !(self.grace_secs >= 0.0 && self.grace_secs.is_finite()) {
+            bail!(
+                "grace_secs = {} must be a finite number ≥ 0",
+                self.grace_secs
+            );
+        }
+        for (what, v) in [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("shutdown_timeout_secs", self.shutdown_timeout_secs),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("{what} = {v} must be a finite number > 0");
+            }
+        }
+        if let Some(m) = self.metrics {
+            if !m.ip().is_loopback() {
+                bail!("metrics = {m}: the metrics endpoint must listen on a loopback address (127.0.0.1 or ::1)");
+            }
+        }
+        self.mode()?;
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.tokens {
+            if t.token.len() < 16 {
+                bail!(
+                    "the token for tenant {:?} is {} characters; use at least 16",
+                    t.tenant,
+                    t.token.len()
+                );
+            }
+            if !seen.insert(&t.token) {
+                bail!("a token is listed twice (tenant {:?})", t.tenant);
+            }
+        }
+        Ok(())
+    }
+
+    /// `socket_mode` as bits.
+    pub fn mode(&self) -> anyhow::Result<u32> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .with_context(|| {
+                format!(
+                    "socket_mode = {:?} is not an octal permission like \"0660\"",
+                    self.socket_mode
+                )
+            })
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_sizes_parse() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        let c = Config::parse(
+            "grace_secs = 2\nshare_threshold = \"32 KiB\"\n[store]\nram_budget = 1048576\n",
+        )
+        .unwrap();
+        assert_eq!(c.grace_secs, 2.0);
+        assert_eq!(c.share_threshold, Size(32 * 1024));
+        assert_eq!(c.store.ram_budget, Size(1 << 20));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        let e = Config::parse("metrics = \"0.0.0.0:9464\"").unwrap_err();
+        assert!(format!("{e:#}").contains("loopback"), "{e:#}");
+        let e = Config::parse("max_frame = 10").unwrap_err();
+        assert!(format!("{e:#}").contains("max_frame"), "{e:#}");
+        let e = Config::parse("sokcet = \"/x\"").unwrap_err();
+        assert!(format!("{e:#}").contains("sokcet"), "{e:#}");
+        let e = Config::parse("socket_mode = \"rw\"").unwrap_err();
+        assert!(format!("{e:#}").contains("socket_mode"), "{e:#}");
+        let e = Config::parse("[[tokens]]\ntoken = \"short\"\ntenant = \"a\"").unwrap_err();
+        assert!(format!("{e:#}").contains("at least 16"), "{e:#}");
+    }
+
+    #[test]
+    fn packaged_sample_config_states_the_defaults() {
+        let text = include_str!("../../../packaging/agentmemd.toml");
+        let c = Config::parse(text).unwrap();
+        let d = Config {
+            socket: PathBuf::from("/run/agentmem/agentmem.sock"),
+            ..Config::default()
+        };
+        assert_eq!(c, d);
+    }
+
+    #[test]
+    fn printed_config_parses_back() {
+        let c = Config {
+            metrics: Some("127.0.0.1:9464".parse().unwrap()),
+            tokens: vec![TokenTenant {
+                token: "0123456789abcdef".into(),
+                tenant: "ci".into(),
+            }],
+            ..Config::default()
+        };
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+    }
+}

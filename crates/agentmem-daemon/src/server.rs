@@ -1,0 +1,536 @@
+//! Sockets: the listener, one task per connection, the frame loop, and
+//! graceful shutdown.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentmem_proto::{
+    decode_hello, decode_request, encode_frame, split_frame, ErrorCode, ErrorReply, HandshakeReply,
+    ProtoError, Response, ServerFrame, Welcome, CONNECTION_ID, MIN_MAX_FRAME, VERSION,
+};
+use anyhow::{bail, Context};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Notify};
+
+use crate::service::{Peer, Service, Session, NO_AGENT};
+
+/// Bytes read from a socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Bind the socket: make its directory, refuse if a daemon already answers
+/// there, remove a stale file, set the permission bits.
+pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the socket's directory {}", dir.display()))?;
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another agentmemd is already listening on {}; stop it or pick another socket (--socket)",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode {mode:o} on {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Tracks live connections so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct Live {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+impl Live {
+    fn enter(&self) {
+        self.count.fetch_add(1, Relaxed);
+    }
+    fn leave(&self) {
+        if self.count.fetch_sub(1, Relaxed) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+    /// Wait until no connection is open, or `limit` passes; returns how
+    /// many are still open.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            let n = self.count.load(Relaxed);
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count.load(Relaxed);
+            }
+        }
+    }
+}
+
+/// Accept connections until `shutdown` fires.
+pub async fn accept_loop(
+    svc: Arc<Service>,
+    listener: UnixListener,
+    live: Arc<Live>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors, usually: wait for some to close.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        svc.metrics.accepted.fetch_add(1, Relaxed);
+        let open = svc.metrics.connections.load(Relaxed) as usize;
+        if open >= svc.cfg.max_connections {
+            svc.metrics.refused.fetch_add(1, Relaxed);
+            let limit = svc.cfg.max_connections;
+            tokio::spawn(async move {
+                refuse(
+                    stream,
+                    ErrorReply {
+                        code: ErrorCode::Unavailable,
+                        message: format!("agentmemd is at its limit of {limit} connections (max_connections); try again later"),
+                    },
+                )
+                .await
+            });
+            continue;
+        }
+        let svc = svc.clone();
+        let live = live.clone();
+        let shutdown = shutdown.clone();
+        live.enter();
+        svc.metrics.connections.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            connection(&svc, stream, shutdown).await;
+            svc.metrics.connections.fetch_sub(1, Relaxed);
+            live.leave();
+        });
+    }
+}
+
+async fn refuse(mut stream: UnixStream, reply: ErrorReply) {
+    let mut out = Vec::new();
+    if encode_frame(
+        "refusal",
+        &HandshakeReply::Refused(reply),
+        MIN_MAX_FRAME,
+        &mut out,
+    )
+    .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+    }
+}
+
+/// Why a connection ended early.
+enum Close {
+    /// The peer closed (cleanly, or mid-frame with this many bytes left).
+    Eof(usize),
+    /// Reading or writing failed.
+    Io(io::Error),
+    /// The peer sent bytes that are not the protocol.
+    Proto(ProtoError),
+    /// The handshake did not arrive in time.
+    Timeout,
+    /// The daemon is stopping.
+    Shutdown,
+    /// The handshake was refused (bad token, agent already connected,
+    /// connection limit).
+    Refused(String),
+}
+
+/// Undecoded bytes of one connection.
+struct Inbox {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Inbox {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Wait for bytes, then read what has arrived; 0 means end of stream.
+    /// The buffer is allocated only once bytes are there and given back
+    /// when empty, so an idle connection holds no buffer at all.
+    async fn fill(&mut self, stream: &mut UnixStream) -> io::Result<usize> {
+        loop {
+            stream.readable().await?;
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            // Room for the rest of a frame whose header has arrived, or a
+            // small read; reserving does not touch (make resident) pages.
+            let want = match self.buf.get(..agentmem_proto::HEADER_LEN) {
+                Some(h) => {
+                    let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
+                    (agentmem_proto::HEADER_LEN + len).saturating_sub(self.buf.len())
+                }
+                None => 0,
+            };
+            self.buf.reserve(want.clamp(4096, READ_CHUNK));
+            match stream.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Give back the buffer if everything in it was served.
+    fn release_if_empty(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+}
+
+fn peer_of(stream: &UnixStream) -> Peer {
+    match stream.peer_cred() {
+        Ok(c) => Peer {
+            pid: c.pid(),
+            uid: c.uid(),
+            gid: c.gid(),
+        },
+        // Not expected on Linux; such a peer gets the tenant "uid:4294967295".
+        Err(_) => Peer {
+            pid: None,
+            uid: u32::MAX,
+            gid: u32::MAX,
+        },
+    }
+}
+
+fn who(peer: &Peer) -> String {
+    match peer.pid {
+        Some(pid) => format!("pid {pid} uid {}", peer.uid),
+        None => format!("uid {}", peer.uid),
+    }
+}
+
+/// Serve one connection to its end, then log one line if it ended badly.
+async fn connection(svc: &Service, mut stream: UnixStream, shutdown: watch::Receiver<bool>) {
+    let peer = peer_of(&stream);
+    let mut inbox = Inbox {
+        buf: Vec::new(),
+        start: 0,
+    };
+    let handshake = tokio::time::timeout(
+        Duration::from_secs_f64(svc.cfg.handshake_timeout_secs),
+        handshake(svc, &mut stream, &mut inbox, peer),
+    )
+    .await
+    .unwrap_or(Err(Close::Timeout));
+    let (session, max_frame) = match handshake {
+        Ok(x) => x,
+        Err(close) => {
+            svc.metrics.refused.fetch_add(1, Relaxed);
+            log_close(&peer, None, close, " during the handshake");
+            return;
+        }
+    };
+    let close = serve(svc, &mut stream, &mut inbox, &session, max_frame, shutdown).await;
+    svc.detach(&session);
+    log_close(&peer, Some(&session), close, "");
+}
+
+fn log_close(peer: &Peer, session: Option<&Session>, close: Close, when: &str) {
+    let agent = match session.and_then(|s| s.agent) {
+        Some(a) => format!(" ({a})"),
+        None => String::new(),
+    };
+    let who = who(peer);
+    match close {
+        Close::Eof(0) | Close::Shutdown => {
+            tracing::debug!("connection from {who}{agent} closed")
+        }
+        Close::Eof(n) => tracing::warn!(
+            "connection from {who}{agent} closed mid-frame{when}: {n} bytes of a truncated frame dropped"
+        ),
+        Close::Io(e) => tracing::warn!("connection from {who}{agent} lost{when}: {e}"),
+        Close::Proto(e) => tracing::warn!(
+            "connection from {who}{agent} closed{when}: protocol error: {e}"
+        ),
+        Close::Refused(why) => tracing::info!("connection from {who} refused: {why}"),
+        Close::Timeout => {
+            tracing::warn!("connection from {who} closed: no hello within the handshake timeout")
+        }
+    }
+}
+
+/// Read the next frame's payload range (at most `max` bytes).
+async fn next_payload(
+    stream: &mut UnixStream,
+    inbox: &mut Inbox,
+    max: u32,
+) -> Result<std::ops::Range<usize>, Close> {
+    loop {
+        match split_frame(&inbox.buf[inbox.start..], max) {
+            Ok(Some((p, used))) => {
+                let s = inbox.start + agentmem_proto::HEADER_LEN;
+                inbox.start += used;
+                return Ok(s..s + p.len());
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Close::Proto(e)),
+        }
+        match inbox.fill(stream).await {
+            Ok(0) => return Err(Close::Eof(inbox.pending())),
+            Ok(_) => {}
+            Err(e) => return Err(Close::Io(e)),
+        }
+    }
+}
+
+async fn handshake(
+    svc: &Service,
+    stream: &mut UnixStream,
+    inbox: &mut Inbox,
+    peer: Peer,
+) -> Result<(Session, u32), Close> {
+    let range = match next_payload(stream, inbox, MIN_MAX_FRAME).await {
+        Ok(r) => r,
+        Err(Close::Proto(e)) => {
+            let _ = send_refusal(stream, e.reply()).await;
+            return Err(Close::Proto(e));
+        }
+        Err(e) => return Err(e),
+    };
+    let hello = match decode_hello(&inbox.buf[range]) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = send_refusal(stream, e.reply()).await;
+            return Err(Close::Proto(e));
+        }
+    };
+    let (session, reattached) = match svc.attach(peer, &hello) {
+        Ok(x) => x,
+        Err(reply) => {
+            let msg = reply.message.clone();
+            let _ = send_refusal(stream, reply).await;
+            return Err(Close::Refused(msg));
+        }
+    };
+    let max_frame = hello.max_frame.min(svc.cfg.max_frame);
+    let welcome = HandshakeReply::Welcome(Welcome {
+        version: VERSION,
+        max_frame,
+        agent: session.agent.map_or(NO_AGENT, |a| a.0),
+        tenant: session.tenant.clone(),
+        reattached,
+        daemon_pid: std::process::id(),
+    });
+    let mut out = Vec::new();
+    encode_frame("welcome", &welcome, MIN_MAX_FRAME, &mut out).map_err(Close::Proto)?;
+    if let Err(e) = stream.write_all(&out).await {
+        svc.detach(&session);
+        return Err(Close::Io(e));
+    }
+    if let Some(a) = session.agent {
+        tracing::debug!(
+            "{} connected as {a} {:?} of tenant {}{}",
+            who(&peer),
+            session.name,
+            session.tenant,
+            if reattached { " (re-attached)" } else { "" }
+        );
+    }
+    Ok((session, max_frame))
+}
+
+async fn send_refusal(stream: &mut UnixStream, reply: ErrorReply) -> io::Result<()> {
+    let mut out = Vec::new();
+    if encode_frame(
+        "refusal",
+        &HandshakeReply::Refused(reply),
+        MIN_MAX_FRAME,
+        &mut out,
+    )
+    .is_ok()
+    {
+        stream.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+/// Send `frame` with a descriptor attached to its first byte.
+async fn send_with_fd(
+    stream: &mut UnixStream,
+    frame: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    let sent = loop {
+        stream.writable().await?;
+        match stream.try_io(tokio::io::Interest::WRITABLE, || {
+            crate::sys::send_with_fd(&*stream, frame, fd)
+        }) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    stream.write_all(&frame[sent..]).await
+}
+
+/// The request loop: decode every complete frame, answer each in order,
+/// write the answers in one go, read more.
+async fn serve(
+    svc: &Service,
+    stream: &mut UnixStream,
+    inbox: &mut Inbox,
+    session: &Session,
+    max_frame: u32,
+    mut shutdown: watch::Receiver<bool>,
+) -> Close {
+    let mut out = Vec::new();
+    loop {
+        loop {
+            let (payload, used) = match split_frame(&inbox.buf[inbox.start..], max_frame) {
+                Ok(Some((p, used))) => (p, used),
+                Ok(None) => break,
+                Err(e) => return protocol_error(svc, stream, &mut out, CONNECTION_ID, e).await,
+            };
+            let frame = match decode_request(payload) {
+                Ok(f) => f,
+                Err(e) => {
+                    let id = match e {
+                        ProtoError::UnknownRequest { id, .. } => id,
+                        _ => CONNECTION_ID,
+                    };
+                    return protocol_error(svc, stream, &mut out, id, e).await;
+                }
+            };
+            inbox.start += used;
+            let answer = svc.handle(session, frame.request);
+            let start = out.len();
+            let encoded = encode_frame(
+                "response",
+                &ServerFrame {
+                    id: frame.id,
+                    response: answer.response,
+                },
+                max_frame,
+                &mut out,
+            );
+            if let Err(e) = encoded {
+                let reply = Response::Error(ErrorReply {
+                    code: ErrorCode::InvalidInput,
+                    message: format!(
+                        "{e}: ask for less (fewer messages, or a larger max_frame in the hello)"
+                    ),
+                });
+                let f = ServerFrame {
+                    id: frame.id,
+                    response: reply,
+                };
+                if let Err(e) = encode_frame("response", &f, max_frame, &mut out) {
+                    return Close::Proto(e);
+                }
+                continue;
+            }
+            if let Some(seg) = answer.segment {
+                // The descriptor must ride on this frame's first byte:
+                // flush what came before, then send this frame with it.
+                if let Err(e) = stream.write_all(&out[..start]).await {
+                    return Close::Io(e);
+                }
+                if let Err(e) = send_with_fd(stream, &out[start..], seg.fd()).await {
+                    return Close::Io(e);
+                }
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            if let Err(e) = stream.write_all(&out).await {
+                return Close::Io(e);
+            }
+            out.clear();
+        }
+        inbox.release_if_empty();
+        if out.capacity() > 0 {
+            out = Vec::new();
+        }
+        if *shutdown.borrow() {
+            return goodbye(stream, &mut out).await;
+        }
+        tokio::select! {
+            r = inbox.fill(stream) => match r {
+                Ok(0) => return Close::Eof(inbox.pending()),
+                Ok(_) => {}
+                Err(e) => return Close::Io(e),
+            },
+            _ = shutdown.changed() => return goodbye(stream, &mut out).await,
+        }
+    }
+}
+
+/// Tell an idle client the daemon is stopping.
+async fn goodbye(stream: &mut UnixStream, out: &mut Vec<u8>) -> Close {
+    out.clear();
+    let f = ServerFrame {
+        id: CONNECTION_ID,
+        response: Response::Error(ErrorReply {
+            code: ErrorCode::Unavailable,
+            message: "agentmemd is shutting down".into(),
+        }),
+    };
+    if encode_frame("goodbye", &f, MIN_MAX_FRAME, out).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(out)).await;
+    }
+    Close::Shutdown
+}
+
+async fn protocol_error(
+    svc: &Service,
+    stream: &mut UnixStream,
+    out: &mut Vec<u8>,
+    id: u64,
+    e: ProtoError,
+) -> Close {
+    svc.metrics.protocol_errors.fetch_add(1, Relaxed);
+    let f = ServerFrame {
+        id,
+        response: Response::Error(e.reply()),
+    };
+    if encode_frame("error", &f, MIN_MAX_FRAME, out).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await;
+    }
+    Close::Proto(e)
+}
+
+/// Release expired agents every so often until `shutdown` fires.
+pub async fn reaper(svc: Arc<Service>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_secs_f64((svc.cfg.grace_secs / 4.0).clamp(0.05, 5.0));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => { svc.reap(Instant::now()); }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! What the daemon does with a request: identity, access checks, the store
+//! call, and the bookkeeping of agents across connections. No I/O here; see
+//! `server.rs` for sockets.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentmem_core::{
+    AgentId, AgentState, ContentId, ConversationId, Error as StoreError, Importance, Kind, Store,
+    TenantId,
+};
+use agentmem_proto::{
+    AgentReport, DaemonReport, ErrorCode, ErrorReply, KindReport, Request, Response, StatsReport,
+    UnitReport,
+};
+use parking_lot::Mutex;
+use serde_bytes::ByteBuf;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sys::SealedSegment;
+
+/// Agent id a connection without an agent (an observer) reports.
+pub const NO_AGENT: u32 = u32::MAX;
+
+/// Who is on the other end of a connection, from SO_PEERCRED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Process id, if the kernel gave one.
+    pub pid: Option<i32>,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// What a connection acts as, settled by the handshake.
+#[derive(Debug)]
+pub struct Session {
+    /// The agent, or `None` for an observer (empty agent name: may only
+    /// ping and read stats).
+    pub agent: Option<AgentId>,
+    /// The agent's name.
+    pub name: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Whether stats show every tenant's agents (root and the daemon's
+    /// own uid).
+    pub admin: bool,
+    /// The peer.
+    pub peer: Peer,
+}
+
+/// A response, possibly with a segment whose descriptor goes with it.
+#[derive(Debug)]
+pub struct Answer {
+    /// The response.
+    pub response: Response,
+    /// The segment for a [`Response::Segment`].
+    pub segment: Option<Arc<SealedSegment>>,
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Answer {
+            response,
+            segment: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AgentSlot {
+    id: AgentId,
+    connected: bool,
+    detached_at: Option<Instant>,
+}
+
+/// Memfd segments by content id, oldest first out when over budget.
+#[derive(Debug, Default)]
+struct Segments {
+    map: HashMap<ContentId, Arc<SealedSegment>>,
+    order: VecDeque<ContentId>,
+    bytes: u64,
+}
+
+/// The daemon's state shared by every connection.
+#[derive(Debug)]
+pub struct Service {
+    /// The store.
+    pub store: Store,
+    /// The configuration.
+    pub cfg: Config,
+    /// Counters.
+    pub metrics: Metrics,
+    agents: Mutex<HashMap<(String, String), AgentSlot>>,
+    segments: Mutex<Segments>,
+    started: Instant,
+    own_uid: u32,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply {
+        code,
+        message: message.into(),
+    })
+}
+
+/// The one answer for a unit an agent may not read, whatever the reason,
+/// so that another tenant cannot tell "exists" from "does not".
+fn no_unit(agent: AgentId, id: &ContentId) -> Response {
+    err(
+        ErrorCode::NotFound,
+        format!(
+            "no unit {id} is readable by {agent}: it does not exist, was released, \
+             or is private to another agent and was not shared with this one"
+        ),
+    )
+}
+
+fn no_conversation(agent: AgentId, c: ConversationId) -> Response {
+    err(
+        ErrorCode::NotFound,
+        format!(
+            "{c} is not a conversation of {agent}: it does not exist or belongs to another agent"
+        ),
+    )
+}
+
+/// Map a store error to an answer; unit-existence errors become the
+/// uniform [`no_unit`].
+fn store_err(agent: AgentId, id: Option<&ContentId>, e: StoreError) -> Response {
+    match e {
+        StoreError::UnknownUnit { .. }
+        | StoreError::AccessDenied { .. }
+        | StoreError::NotOwner { .. } => match id {
+            Some(id) => no_unit(agent, id),
+            None => err(ErrorCode::NotFound, e.to_string()),
+        },
+        StoreError::UnknownConversation(_) | StoreError::UnknownAgent(_) => {
+            err(ErrorCode::NotFound, e.to_string())
+        }
+        StoreError::EmptyUnit { .. }
+        | StoreError::UnitTooLarge { .. }
+        | StoreError::OutOfRange { .. }
+        | StoreError::Config(_) => err(ErrorCode::InvalidInput, e.to_string()),
+        other => err(ErrorCode::Store, other.to_string()),
+    }
+}
+
+impl Service {
+    /// A service over `store`.
+    pub fn new(store: Store, cfg: Config) -> Service {
+        Service {
+            store,
+            cfg,
+            metrics: Metrics::default(),
+            agents: Mutex::new(HashMap::new()),
+            segments: Mutex::new(Segments::default()),
+            started: Instant::now(),
+            own_uid: rustix::process::getuid().as_raw(),
+        }
+    }
+
+    /// Settle a handshake: pick the tenant (token or uid), then attach the
+    /// agent of that name (re-attaching a disconnected one) or register it.
+    pub fn attach(
+        &self,
+        peer: Peer,
+        hello: &agentmem_proto::Hello,
+    ) -> Result<(Session, bool), ErrorReply> {
+        let tenant = match &hello.token {
+            Some(t) => self
+                .cfg
+                .tokens
+                .iter()
+                .find(|x| x.token == *t)
+                .map(|x| x.tenant.clone())
+                .ok_or_else(|| ErrorReply {
+                    code: ErrorCode::AccessDenied,
+                    message: "unknown token: it is not listed under [[tokens]] in the daemon's configuration".into(),
+                })?,
+            None => format!("uid:{}", peer.uid),
+        };
+        // A token holder acts as its tenant, whoever it is.
+        let admin = hello.token.is_none() && (peer.uid == 0 || peer.uid == self.own_uid);
+        let mut session = Session {
+            agent: None,
+            name: hello.agent.clone(),
+            tenant,
+            admin,
+            peer,
+        };
+        if hello.agent.is_empty() {
+            return Ok((session, false));
+        }
+        let mut agents = self.agents.lock();
+        let key = (session.tenant.clone(), hello.agent.clone());
+        let mut reattached = false;
+        match agents.get_mut(&key) {
+            Some(slot) if slot.connected => {
+                return Err(ErrorReply {
+                    code: ErrorCode::AccessDenied,
+                    message: format!(
+                        "agent {:?} of tenant {} is already connected: one connection acts for one agent; pick another name",
+                        hello.agent, session.tenant
+                    ),
+                })
+            }
+            Some(slot) => {
+                slot.connected = true;
+                slot.detached_at = None;
+                session.agent = Some(slot.id);
+                reattached = true;
+                let _ = self.store.set_state(slot.id, AgentState::Active);
+                let _ = self.store.set_importance(slot.id, Importance(hello.importance));
+            }
+            None => {
+                let id = self
+                    .store
+                    .register_agent(
+                        &hello.agent,
+                        &TenantId::new(session.tenant.clone()),
+                        Importance(hello.importance),
+                    )
+                    .map_err(|e| ErrorReply {
+                        code: ErrorCode::Unavailable,
+                        message: e.to_string(),
+                    })?;
+                agents.insert(
+                    key,
+                    AgentSlot {
+                        id,
+                        connected: true,
+                        detached_at: None,
+                    },
+                );
+                session.agent = Some(id);
+            }
+        }
+        Ok((session, reattached))
+    }
+
+    /// The connection of `session` closed: its agent goes `Idle` and is
+    /// released after the grace time unless it reconnects.
+    pub fn detach(&self, session: &Session) {
+        let Some(agent) = session.agent else { return };
+        let mut agents = self.agents.lock();
+        if let Some(slot) = agents.get_mut(&(session.tenant.clone(), session.name.clone())) {
+            slot.connected = false;
+            slot.detached_at = Some(Instant::now());
+        }
+        drop(agents);
+        let _ = self.store.set_state(agent, AgentState::Idle);
+    }
+
+    /// Release agents detached for longer than the grace time; returns how
+    /// many.
+    pub fn reap(&self, now: Instant) -> usize {
+        let grace = Duration::from_secs_f64(self.cfg.grace_secs);
+        let mut agents = self.agents.lock();
+        let expired: Vec<(String, String)> = agents
+            .iter()
+            .filter(|(_, s)| !s.connected && s.detached_at.is_some_and(|t| now - t >= grace))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            let slot = agents.remove(k).expect("listed");
+            if let Err(e) = self.store.release_agent(slot.id) {
+                tracing::warn!("releasing {} ({}/{}) failed: {e}", slot.id, k.0, k.1);
+            } else {
+                tracing::info!(
+                    "released {} ({}/{}) after {:.0?} disconnected",
+                    slot.id,
+                    k.0,
+                    k.1,
+                    grace
+                );
+            }
+        }
+        drop(agents);
+        if !expired.is_empty() {
+            self.drop_dead_segments();
+        }
+        expired.len()
+    }
+
+    /// Whether a client is connected for `agent`.
+    pub fn is_connected(&self, agent: u32) -> bool {
+        self.agents
+            .lock()
+            .values()
+            .any(|s| s.id.0 == agent && s.connected)
+    }
+
+    /// Segments held and their bytes.
+    pub fn segment_usage(&self) -> (u64, u64) {
+        let s = self.segments.lock();
+        (s.map.len() as u64, s.bytes)
+    }
+
+    fn drop_dead_segments(&self) {
+        let mut segs = self.segments.lock();
+        let dead: Vec<ContentId> = segs
+            .map
+            .keys()
+            .filter(|id| self.store.unit_info(id).is_err())
+            .copied()
+            .collect();
+        for id in dead {
+            if let Some(s) = segs.map.remove(&id) {
+                segs.bytes -= s.len();
+            }
+            segs.order.retain(|x| *x != id);
+        }
+    }
+
+    /// The sealed segment for a unit, made on first use.
+    fn segment(
+        &self,
+        id: &ContentId,
+        kind: Kind,
+        data: &[u8],
+    ) -> std::io::Result<Arc<SealedSegment>> {
+        if let Some(s) = self.segments.lock().map.get(id) {
+            return Ok(s.clone());
+        }
+        let seg = Arc::new(SealedSegment::new(
+            &format!("agentmem:{kind}:{:016x}", id.short()),
+            data,
+        )?);
+        let mut segs = self.segments.lock();
+        if let Some(s) = segs.map.get(id) {
+            return Ok(s.clone());
+        }
+        segs.map.insert(*id, seg.clone());
+        segs.order.push_back(*id);
+        segs.bytes += seg.len();
+        while segs.bytes > self.cfg.segment_cache.0 && segs.order.len() > 1 {
+            let old = segs.order.pop_front().expect("non-empty");
+            if let Some(s) = segs.map.remove(&old) {
+                segs.bytes -= s.len();
+            }
+        }
+        Ok(seg)
+    }
+
+    /// Serve one request for `session`.
+    pub fn handle(&self, session: &Session, request: Request) -> Answer {
+        let started = Instant::now();
+        let kind = request.tag();
+        let answer = self.dispatch(session, request);
+        self.metrics.served(
+            kind,
+            started.elapsed(),
+            matches!(answer.response, Response::Error(_)),
+        );
+        answer
+    }
+
+    fn dispatch(&self, session: &Session, request: Request) -> Answer {
+        let agent = match (&request, session.agent) {
+            (Request::Ping, _) => return Response::Pong.into(),
+            (Request::Stats, _) => return Response::Stats(Box::new(self.stats_for(session))).into(),
+            (_, Some(a)) => a,
+            (r, None) => {
+                return err(
+                    ErrorCode::AccessDenied,
+                    format!(
+                        "{} needs an agent, and this connection has none (its hello named no agent): only ping and stats are allowed",
+                        r.name()
+                    ),
+                )
+                .into()
+            }
+        };
+        let s = &self.store;
+        let own_conv = |c: u32| -> Result<ConversationId, Response> {
+            let c = ConversationId(c);
+            match s.conversation_owner(c) {
+                Ok(owner) if owner == agent => Ok(c),
+                _ => Err(no_conversation(agent, c)),
+            }
+        };
+        let unit = |id: &[u8; 32]| ContentId::from_bytes(*id);
+        let r = match request {
+            Request::Ping | Request::Stats => unreachable!("answered above"),
+            Request::Put {
+                kind,
+                visibility,
+                data,
+            } => s
+                .put(agent, kind, &data, visibility)
+                .map(|id| Response::Id(*id.as_bytes()))
+                .unwrap_or_else(|e| store_err(agent, None, e)),
+            Request::Get { id } => return self.get(agent, &unit(&id), true),
+            Request::GetInline { id } => return self.get(agent, &unit(&id), false),
+            Request::Share { id, to } => {
+                let id = unit(&id);
+                let to = AgentId(to);
+                match s.agent_info(to) {
+                    Ok(info) if info.tenant.0 == session.tenant => s
+                        .share(agent, &id, to)
+                        .map(|()| Response::Ok)
+                        .unwrap_or_else(|e| store_err(agent, Some(&id), e)),
+                    _ => err(
+                        ErrorCode::NotFound,
+                        format!(
+                            "no agent {to} in tenant {}: units are shared only within a tenant",
+                            session.tenant
+                        ),
+                    ),
+                }
+            }
+            Request::Release { id } => {
+                let id = unit(&id);
+                match s.release(agent, &id) {
+                    Ok(()) => {
+                        if s.unit_info(&id).is_err() {
+                            self.forget_segment(&id);
+                        }
+                        Response::Ok
+                    }
+                    Err(e) => store_err(agent, Some(&id), e),
+                }
+            }
+            Request::MarkHot { id } => {
+                let id = unit(&id);
+                s.check_read(agent, &id)
+                    .and_then(|()| s.mark_hot(agent, &id))
+                    .map(|()| Response::Ok)
+                    .unwrap_or_else(|e| store_err(agent, Some(&id), e))
+            }
+            Request::UnitInfo { id } => {
+                let id = unit(&id);
+                s.check_read(agent, &id)
+                    .and_then(|()| s.unit_info(&id))
+                    .map(|u| {
+                        Response::Unit(UnitReport {
+                            kind: u.kind,
+                            tier: u.tier,
+                            logical_bytes: u.logical_bytes,
+                            stored_bytes: u.stored_bytes,
+                            refs: u.refs,
+                            visibility: u.visibility,
+                        })
+                    })
+                    .unwrap_or_else(|e| store_err(agent, Some(&id), e))
+            }
+            Request::CreateConversation => s
+                .create_conversation(agent)
+                .map(|c| Response::Conversation(c.0))
+                .unwrap_or_else(|e| store_err(agent, None, e)),
+            Request::Append {
+                conversation,
+                message,
+            } => match own_conv(conversation) {
+                Ok(c) => s
+                    .append(c, &message)
+                    .map(Response::Index)
+                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Err(r) => r,
+            },
+            Request::ReadMessages {
+                conversation,
+                start,
+                end,
+            } => match own_conv(conversation) {
+                Ok(c) => s
+                    .read_messages(c, start..end)
+                    .map(messages)
+                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Err(r) => r,
+            },
+            Request::ReadLast { conversation, n } => match own_conv(conversation) {
+                Ok(c) => s
+                    .read_last(c, n)
+                    .map(messages)
+                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Err(r) => r,
+            },
+            Request::ReadAll { conversation } => match own_conv(conversation) {
+                Ok(c) => s
+                    .read_all(c)
+                    .map(messages)
+                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Err(r) => r,
+            },
+            Request::ConversationLen { conversation } => match own_conv(conversation) {
+                Ok(c) => s
+                    .conversation_len(c)
+                    .map(Response::Len)
+                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Err(r) => r,
+            },
+            Request::SetState { state } => s
+                .set_state(agent, state)
+                .map(|()| Response::Ok)
+                .unwrap_or_else(|e| store_err(agent, None, e)),
+            Request::SetImportance { importance } => s
+                .set_importance(agent, Importance(importance))
+                .map(|()| Response::Ok)
+                .unwrap_or_else(|e| store_err(agent, None, e)),
+            Request::Pause => s
+                .pause(agent)
+                .map(|()| Response::Ok)
+                .unwrap_or_else(|e| store_err(agent, None, e)),
+            Request::Resume => s
+                .resume(agent)
+                .map(|r| Response::Resumed {
+                    units: r.units,
+                    bytes: r.bytes,
+                    micros: r.elapsed.as_micros() as u64,
+                })
+                .unwrap_or_else(|e| store_err(agent, None, e)),
+            Request::AgentInfo => {
+                let st = s.stats();
+                match st.agents.iter().find(|a| a.agent == agent) {
+                    Some(a) => Response::Agent(self.agent_report(a)),
+                    None => err(ErrorCode::NotFound, format!("{agent} is not registered")),
+                }
+            }
+        };
+        r.into()
+    }
+
+    fn forget_segment(&self, id: &ContentId) {
+        let mut segs = self.segments.lock();
+        if let Some(s) = segs.map.remove(id) {
+            segs.bytes -= s.len();
+            segs.order.retain(|x| x != id);
+        }
+    }
+
+    fn get(&self, agent: AgentId, id: &ContentId, allow_segment: bool) -> Answer {
+        let data = match self.store.get_for(agent, id) {
+            Ok(d) => d,
+            Err(e) => return store_err(agent, Some(id), e).into(),
+        };
+        if allow_segment && data.len() as u64 >= self.cfg.share_threshold.0 {
+            if let Ok(info) = self.store.unit_info(id) {
+                if info.kind != Kind::Conversation {
+                    match self.segment(id, info.kind, &data) {
+                        Ok(seg) => {
+                            self.metrics
+                                .segments_sent
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return Answer {
+                                response: Response::Segment { len: seg.len() },
+                                segment: Some(seg),
+                            };
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "cannot make a memfd segment for {id}, sending it inline: {e}"
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        Response::Data(ByteBuf::from(data.to_vec())).into()
+    }
+
+    fn agent_report(&self, a: &agentmem_core::AgentStats) -> AgentReport {
+        AgentReport {
+            id: a.agent.0,
+            name: a.name.clone(),
+            tenant: a.tenant.clone(),
+            state: a.state,
+            importance: a.importance,
+            units: a.units,
+            logical_bytes: a.logical_bytes,
+            charged_bytes: a.charged_bytes,
+            connected: self.is_connected(a.agent.0),
+        }
+    }
+
+    /// The store's accounting as `session` may see it.
+    pub fn stats_for(&self, session: &Session) -> StatsReport {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = self.store.stats();
+        let (segments, segment_bytes) = self.segment_usage();
+        let m = &self.metrics;
+        StatsReport {
+            kinds: st
+                .kinds
+                .iter()
+                .map(|k| KindReport {
+                    kind: k.kind.map_or("?", Kind::name).to_string(),
+                    units: k.units,
+                    logical_bytes: k.logical_bytes,
+                    stored_bytes: k.stored_bytes,
+                    hot_bytes: k.hot_bytes,
+                    warm_bytes: k.warm_bytes,
+                    cold_bytes: k.cold_bytes,
+                })
+                .collect(),
+            total_allocated: st.mem.total_allocated,
+            total_deduplicated: st.mem.total_deduplicated,
+            compression_ratio: st.mem.compression_ratio,
+            hot_bytes: st.mem.hot_bytes,
+            warm_bytes: st.mem.warm_bytes,
+            cold_bytes: st.mem.cold_bytes,
+            dedup_hits: st.dedup_hits,
+            conversations: st.conversations,
+            accounted_ram_bytes: st.accounted_ram_bytes,
+            ram_budget: st.ram_budget,
+            hot_budget: st.hot_budget,
+            agents: st
+                .agents
+                .iter()
+                .filter(|a| session.admin || a.tenant == session.tenant)
+                .map(|a| self.agent_report(a))
+                .collect(),
+            daemon: DaemonReport {
+                connections: m.connections.load(Relaxed),
+                requests: m.requests.load(Relaxed),
+                errors: m.errors.load(Relaxed),
+                protocol_errors: m.protocol_errors.load(Relaxed),
+                segments,
+                segment_bytes,
+                uptime_secs: self.started.elapsed().as_secs(),
+            },
+        }
+    }
+
+    /// The Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        let st = self.store.stats();
+        let connected: std::collections::HashSet<u32> = self
+            .agents
+            .lock()
+            .values()
+            .filter(|s| s.connected)
+            .map(|s| s.id.0)
+            .collect();
+        self.metrics.render(&crate::metrics::Snapshot {
+            stats: &st,
+            connected: &|a| connected.contains(&a),
+            segments: self.segment_usage(),
+            rss: crate::sys::own_rss(),
+        })
+    }
+}
+
+fn messages(m: Vec<bytes::Bytes>) -> Response {
+    Response::Messages(m.into_iter().map(|b| ByteBuf::from(b.to_vec())).collect())
+}

@@ -1,0 +1,253 @@
+//! One cgroup per agent: cgroup v2 when it is mounted with the memory
+//! controller, else cgroup v1 memory + freezer hierarchies.
+//!
+//! Agents live under `agentmem/NAME` in each hierarchy. The cgroup is what
+//! "the agent" means to the supervisor: every process in it is measured,
+//! paged out, frozen and thawed together.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which cgroup layout the machine offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CgroupLayout {
+    /// A cgroup v2 mount whose root enables (or can enable) `memory`.
+    V2 {
+        /// The mount point.
+        root: PathBuf,
+    },
+    /// cgroup v1 `memory` and `freezer` hierarchies.
+    V1 {
+        /// The memory hierarchy's mount point.
+        memory: PathBuf,
+        /// The freezer hierarchy's mount point.
+        freezer: PathBuf,
+    },
+}
+
+/// The mount points of cgroup file systems, from /proc/self/mounts:
+/// (cgroup2 mounts, v1 mounts with their options).
+fn mounts() -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    let s = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let (mut v2, mut v1) = (Vec::new(), Vec::new());
+    for line in s.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        match f[2] {
+            "cgroup2" => v2.push(PathBuf::from(f[1])),
+            "cgroup" => v1.push((PathBuf::from(f[1]), f[3].to_string())),
+            _ => {}
+        }
+    }
+    (v2, v1)
+}
+
+impl CgroupLayout {
+    /// Finds the layout to use, or says what is missing.
+    pub fn detect() -> Result<CgroupLayout> {
+        let (v2, v1) = mounts();
+        for root in v2 {
+            let ctl = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+            if ctl.split_whitespace().any(|c| c == "memory") {
+                return Ok(CgroupLayout::V2 { root });
+            }
+        }
+        let find = |c: &str| {
+            v1.iter()
+                .find(|(_, o)| o.split(',').any(|x| x == c))
+                .map(|(p, _)| p.clone())
+        };
+        match (find("memory"), find("freezer")) {
+            (Some(memory), Some(freezer)) => Ok(CgroupLayout::V1 { memory, freezer }),
+            _ => Err(Error::Missing {
+                what: "a cgroup hierarchy with the memory controller and a freezer".into(),
+                how: "mount cgroup2 with the memory controller enabled, or cgroup v1 `memory` and `freezer` hierarchies".into(),
+            }),
+        }
+    }
+
+    /// In plain words.
+    pub fn describe(&self) -> String {
+        match self {
+            CgroupLayout::V2 { root } => format!(
+                "cgroup v2 at {} with memory (freezer built in)",
+                root.display()
+            ),
+            CgroupLayout::V1 { memory, freezer } => format!(
+                "cgroup v1: memory at {}, freezer at {}",
+                memory.display(),
+                freezer.display()
+            ),
+        }
+    }
+}
+
+/// Checks that `name` is usable as a cgroup and file name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "agent name {name:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// The cgroup of one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCgroup {
+    layout: CgroupLayout,
+    name: String,
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(|e| Error::io(format!("writing {value:?} to"), path, e))
+}
+
+impl AgentCgroup {
+    /// The cgroup for agent `name` (not created yet).
+    pub fn new(layout: CgroupLayout, name: &str) -> Result<AgentCgroup> {
+        validate_name(name)?;
+        Ok(AgentCgroup {
+            layout,
+            name: name.to_string(),
+        })
+    }
+
+    /// The directories of this cgroup (one on v2, memory and freezer on v1).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            CgroupLayout::V2 { root } => vec![root.join("agentmem").join(&self.name)],
+            CgroupLayout::V1 { memory, freezer } => vec![
+                memory.join("agentmem").join(&self.name),
+                freezer.join("agentmem").join(&self.name),
+            ],
+        }
+    }
+
+    /// Creates the cgroup (and the `agentmem` parent), enabling the memory
+    /// controller for it on v2.
+    pub fn create(&self) -> Result<()> {
+        if let CgroupLayout::V2 { root } = &self.layout {
+            let parent = root.join("agentmem");
+            fs::create_dir_all(&parent).map_err(|e| Error::io("creating", &parent, e))?;
+            write(&root.join("cgroup.subtree_control"), "+memory")?;
+            write(&parent.join("cgroup.subtree_control"), "+memory")?;
+        }
+        for d in self.dirs() {
+            fs::create_dir_all(&d).map_err(|e| Error::io("creating", &d, e))?;
+        }
+        Ok(())
+    }
+
+    /// True when the cgroup directories exist.
+    pub fn exists(&self) -> bool {
+        self.dirs().iter().all(|d| d.is_dir())
+    }
+
+    /// Moves process `pid` (all its threads) into the cgroup.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the cgroup.
+    pub fn procs(&self) -> Vec<i32> {
+        let d = &self.dirs()[0];
+        fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        // (file to write, value, file to watch, the line that says it is done)
+        let (file, value, check_file, done_line) = match &self.layout {
+            CgroupLayout::V2 { .. } => {
+                let d = &self.dirs()[0];
+                let v = if frozen { "1" } else { "0" };
+                (
+                    d.join("cgroup.freeze"),
+                    v,
+                    d.join("cgroup.events"),
+                    if frozen { "frozen 1" } else { "frozen 0" },
+                )
+            }
+            CgroupLayout::V1 { .. } => {
+                let d = &self.dirs()[1];
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (d.join("freezer.state"), v, d.join("freezer.state"), v)
+            }
+        };
+        let done = |s: &str| s.lines().any(|l| l.trim() == done_line);
+        write(&file, value)?;
+        // Freezing completes asynchronously (v1 reports FREEZING meanwhile).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = fs::read_to_string(&check_file)
+                .map_err(|e| Error::io("reading", &check_file, e))?;
+            if done(&s) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Invalid(format!(
+                    "cgroup {} did not become {} within 5 s ({})",
+                    self.name,
+                    value,
+                    s.trim()
+                )));
+            }
+            if frozen {
+                // v1 retries the freeze on each write.
+                let _ = fs::write(&file, value);
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Freezes every process in the cgroup and waits until they are frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws the cgroup.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    /// True when the cgroup is frozen.
+    pub fn is_frozen(&self) -> bool {
+        match &self.layout {
+            CgroupLayout::V2 { .. } => fs::read_to_string(self.dirs()[0].join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l == "frozen 1")),
+            CgroupLayout::V1 { .. } => fs::read_to_string(self.dirs()[1].join("freezer.state"))
+                .is_ok_and(|s| s.trim() != "THAWED"),
+        }
+    }
+
+    /// Removes the cgroup once it is empty (thawing it first). Errors are
+    /// ignored: a cgroup that still holds processes stays.
+    pub fn remove(&self) {
+        let _ = self.thaw();
+        for d in self.dirs() {
+            let _ = fs::remove_dir(&d);
+        }
+    }
+}
