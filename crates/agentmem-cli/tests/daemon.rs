@@ -61,8 +61,8 @@ fn daemon_subcommand_serves_and_stats_prints_table_and_json() {
     assert!(v["kinds"][0]["logical_bytes"].as_u64().unwrap() == 16);
 
     let out = Command::new(env!("CARGO_BIN_EXE_agentmem"))
-        .args(["stats", "--socket"])
-        .arg(&socket)
+        .arg("stats")
+        .env("AGENTMEM_SOCKET", &socket)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -101,6 +101,10 @@ pub enum ClientError {
     /// or it rejected bytes this client sent); the next call reconnects.
     #[error("agentmemd closed the connection ({:?}): {}", .0.code, .0.message)]
     Closed(ErrorReply),
+    /// The request does not fit in the negotiated frame size; nothing was
+    /// sent and the connection stays open.
+    #[error("request not sent: {0}")]
+    TooLarge(#[source] ProtoError),
     /// The daemon sent bytes this client cannot decode.
     #[error("protocol error talking to agentmemd: {0}")]
     Protocol(#[from] ProtoError),
@@ -191,7 +195,9 @@ impl ConnectOptions {
     /// Options to act for the agent named `agent`.
     pub fn new(agent: impl Into<String>) -> Self {
         ConnectOptions {
-            socket: default_socket_path(),
+            socket: std::env::var_os("AGENTMEM_SOCKET")
+                .filter(|s| !s.is_empty())
+                .map_or_else(default_socket_path, PathBuf::from),
             agent: agent.into(),
             token: None,
             importance: 50,
@@ -200,7 +206,8 @@ impl ConnectOptions {
         }
     }
 
-    /// The daemon's socket. Default: [`default_socket_path`].
+    /// The daemon's socket. Default: `$AGENTMEM_SOCKET` if set, else
+    /// [`default_socket_path`].
     pub fn socket(mut self, path: impl AsRef<Path>) -> Self {
         self.socket = path.as_ref().to_path_buf();
         self
@@ -385,7 +392,9 @@ impl Conn {
             agentmem_proto::MIN_MAX_FRAME,
             &mut out,
         )?;
-        (&stream).write_all(&out).map_err(lost)?;
+        // A daemon that refuses at once may have closed before the hello
+        // arrives; its refusal is still there to read.
+        let sent = (&stream).write_all(&out);
         let mut conn = Conn {
             stream,
             inbox: Inbox::default(),
@@ -399,9 +408,13 @@ impl Conn {
             },
             out,
         };
-        let r = conn.read_payload()?;
+        let r = match conn.read_payload() {
+            Ok(r) => r,
+            Err(e) => return Err(sent.err().map_or(e, lost)),
+        };
         let reply = decode_handshake_reply(&conn.inbox.buf[r])?;
         conn.welcome = welcome_of(reply)?;
+        sent.map_err(lost)?;
         Ok(conn)
     }
 
@@ -436,7 +449,8 @@ impl Conn {
     fn send(&mut self, frames: &[ClientFrame]) -> Result<()> {
         self.out.clear();
         for f in frames {
-            encode_frame("request", f, self.welcome.max_frame, &mut self.out)?;
+            encode_frame("request", f, self.welcome.max_frame, &mut self.out)
+                .map_err(ClientError::TooLarge)?;
         }
         (&self.stream).write_all(&self.out).map_err(lost)
     }
@@ -892,7 +906,8 @@ impl AsyncConn {
         use tokio::io::AsyncWriteExt;
         self.out.clear();
         for f in frames {
-            encode_frame("request", f, self.welcome.max_frame, &mut self.out)?;
+            encode_frame("request", f, self.welcome.max_frame, &mut self.out)
+                .map_err(ClientError::TooLarge)?;
         }
         self.stream.write_all(&self.out).await.map_err(lost)
     }

@@ -131,7 +131,11 @@ pub async fn accept_loop(
     }
 }
 
+/// Refuse a connection before its handshake: send the refusal, then wait
+/// (briefly) for the client to close, so that its hello does not meet a
+/// closed socket before it has read why.
 async fn refuse(mut stream: UnixStream, reply: ErrorReply) {
+    use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     if encode_frame(
         "refusal",
@@ -141,7 +145,13 @@ async fn refuse(mut stream: UnixStream, reply: ErrorReply) {
     )
     .is_ok()
     {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(&out).await?;
+            let mut sink = [0u8; 512];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
     }
 }
 

@@ -517,7 +517,7 @@ impl Service {
             Request::AgentInfo => {
                 let st = s.stats();
                 match st.agents.iter().find(|a| a.agent == agent) {
-                    Some(a) => Response::Agent(self.agent_report(a)),
+                    Some(a) => Response::Agent(self.agent_report(a, &self.connected_set())),
                     None => err(ErrorCode::NotFound, format!("{agent} is not registered")),
                 }
             }
@@ -563,7 +563,21 @@ impl Service {
         Response::Data(ByteBuf::from(data.to_vec())).into()
     }
 
-    fn agent_report(&self, a: &agentmem_core::AgentStats) -> AgentReport {
+    /// Agents with a connection now.
+    fn connected_set(&self) -> std::collections::HashSet<u32> {
+        self.agents
+            .lock()
+            .values()
+            .filter(|s| s.connected)
+            .map(|s| s.id.0)
+            .collect()
+    }
+
+    fn agent_report(
+        &self,
+        a: &agentmem_core::AgentStats,
+        connected: &std::collections::HashSet<u32>,
+    ) -> AgentReport {
         AgentReport {
             id: a.agent.0,
             name: a.name.clone(),
@@ -573,7 +587,7 @@ impl Service {
             units: a.units,
             logical_bytes: a.logical_bytes,
             charged_bytes: a.charged_bytes,
-            connected: self.is_connected(a.agent.0),
+            connected: connected.contains(&a.agent.0),
         }
     }
 
@@ -582,6 +596,7 @@ impl Service {
         use std::sync::atomic::Ordering::Relaxed;
         let st = self.store.stats();
         let (segments, segment_bytes) = self.segment_usage();
+        let connected = self.connected_set();
         let m = &self.metrics;
         StatsReport {
             kinds: st
@@ -612,7 +627,7 @@ impl Service {
                 .agents
                 .iter()
                 .filter(|a| session.admin || a.tenant == session.tenant)
-                .map(|a| self.agent_report(a))
+                .map(|a| self.agent_report(a, &connected))
                 .collect(),
             daemon: DaemonReport {
                 connections: m.connections.load(Relaxed),
@@ -629,13 +644,7 @@ impl Service {
     /// The Prometheus text.
     pub fn render_metrics(&self) -> String {
         let st = self.store.stats();
-        let connected: std::collections::HashSet<u32> = self
-            .agents
-            .lock()
-            .values()
-            .filter(|s| s.connected)
-            .map(|s| s.id.0)
-            .collect();
+        let connected = self.connected_set();
         self.metrics.render(&crate::metrics::Snapshot {
             stats: &st,
             connected: &|a| connected.contains(&a),

@@ -380,3 +380,37 @@ fn metrics_endpoint_serves_prometheus_text_on_loopback() {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }
 }
+
+#[test]
+fn frame_limits_and_connection_limit_are_clear_errors() {
+    let d = Daemon::start("max_connections = 3");
+    let mut small = d.options("small").max_frame(4096).connect().unwrap();
+    assert_eq!(small.welcome().max_frame, 4096);
+    // Too large to send: refused locally, the connection stays usable.
+    let e = small
+        .put(Kind::Blob, &[1; 5000], Visibility::Private)
+        .unwrap_err();
+    assert!(matches!(e, ClientError::TooLarge(_)), "{e}");
+    // Too large to answer inline: the daemon answers with an error instead.
+    let mut big = d.client("big");
+    let id = big
+        .put(Kind::Conversation, &[2; 6000], Visibility::Public)
+        .unwrap();
+    let e = small.get_inline(&id).unwrap_err();
+    assert_eq!(code(e), ErrorCode::InvalidInput);
+    small.ping().unwrap();
+    // The fourth connection is refused while three are open.
+    let _third = d.client("third");
+    let e = d.options("fourth").connect().unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+    assert!(e.to_string().contains("max_connections"), "{e}");
+    drop(big);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while d.options("fourth").connect().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed connection never freed its slot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

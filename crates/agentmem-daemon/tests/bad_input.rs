@@ -169,9 +169,20 @@ fn bad_frames_close_only_their_connection() {
     drop(s2);
     bad += 1;
 
-    // 9. A client that connects and never says hello.
+    // 9. A client that connects and never says hello: it is dropped after
+    //    the handshake timeout (1 s here). Keep it open until that is logged.
     let s = raw(&d);
-    std::thread::sleep(Duration::from_millis(1500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !d
+        .log_text()
+        .contains("no hello within the handshake timeout")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the silent client was never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(s);
     bad += 1;
 
@@ -208,4 +219,71 @@ fn bad_frames_close_only_their_connection() {
     }
     let st = good.stats().unwrap();
     assert_eq!(st.daemon.protocol_errors, 3, "{:?}", st.daemon);
+}
+
+/// SIGTERM while a client is mid-way through a pipelined batch: every
+/// request the daemon read is answered in full, in order, then the
+/// connection ends cleanly (an optional goodbye frame, then EOF), and the
+/// daemon exits successfully.
+#[test]
+fn shutdown_answers_requests_in_flight() {
+    let mut d = Daemon::start("");
+    let mut s = greeted(&d, "busy-writer");
+    let mut batch = Vec::new();
+    for i in 0..3000u64 {
+        batch.extend(frame(&ClientFrame {
+            id: i + 1,
+            request: Request::Put {
+                kind: Kind::ToolResult,
+                visibility: Visibility::Private,
+                data: serde_bytes::ByteBuf::from(format!("{i:>1000}").into_bytes()),
+            },
+        }));
+    }
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        // The daemon may close before all of it is read: that is the point.
+        let _ = w.write_all(&batch);
+    });
+    // Let part of the batch be served, then stop the daemon.
+    let first = read_payload(&mut s).expect("a first answer");
+    assert!(matches!(
+        decode_response(&first).unwrap().response,
+        Response::Id(_)
+    ));
+    assert_eq!(
+        d.terminate(Duration::from_secs(20)),
+        Some(true),
+        "{}",
+        d.log_text()
+    );
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .expect("the connection ends cleanly");
+    let mut rest = &all[..];
+    let mut next = 2;
+    let mut goodbye = false;
+    while let Some((p, used)) = agentmem_proto::split_frame(rest, DEFAULT_MAX_FRAME).unwrap() {
+        let f = decode_response(p).unwrap();
+        rest = &rest[used..];
+        assert!(!goodbye, "nothing after the goodbye frame");
+        match f.response {
+            Response::Id(_) => {
+                assert_eq!(f.id, next, "answers in order, none skipped");
+                next += 1;
+            }
+            Response::Error(e) if f.id == 0 => {
+                assert_eq!(e.code, ErrorCode::Unavailable);
+                goodbye = true;
+            }
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+    assert!(rest.is_empty(), "a truncated answer: {} bytes", rest.len());
+    writer.join().unwrap();
+    println!(
+        "{} of 3000 pipelined puts answered before the shutdown",
+        next - 1
+    );
+    assert!(d.log_text().contains("SIGTERM: shutting down"));
 }

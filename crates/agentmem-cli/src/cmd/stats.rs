@@ -9,8 +9,8 @@ use crate::util::human_bytes;
 /// Arguments of `agentmem stats`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The daemon's socket. Default: $XDG_RUNTIME_DIR/agentmem.sock, else
-    /// /run/agentmem/agentmem.sock.
+    /// The daemon's socket. Default: $AGENTMEM_SOCKET, else
+    /// $XDG_RUNTIME_DIR/agentmem.sock, else /run/agentmem/agentmem.sock.
     #[arg(long)]
     socket: Option<PathBuf>,
     /// A token naming the tenant whose agents to list (default: your uid's;
