@@ -28,6 +28,8 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Generate an agent-aware trace from real conversations.
     TraceGen(cmd::tracegen::Args),
+    /// Check every record of a store directory; non-zero exit if anything is missing or corrupt.
+    Verify(cmd::verify::Args),
     // --- agentmem-supervisor subcommands (issue 6) ---
     /// Check the machine, or apply / revert the agent memory profile (zswap, swap file, KSM).
     Setup(cmd::supervise::SetupArgs),
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::TraceGen(args) => cmd::tracegen::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
         // --- agentmem-supervisor subcommands (issue 6) ---
         Command::Setup(args) => cmd::supervise::setup(args),
         Command::Run(args) => cmd::supervise::run(args),

@@ -35,6 +35,17 @@ pub fn rss_bytes() -> Result<u64> {
         .context("no Rss line in /proc/self/smaps_rollup")
 }
 
+/// This process's peak resident memory in bytes (`VmHWM` of
+/// `/proc/self/status`): the most it ever held.
+pub fn peak_rss_bytes() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .context("no VmHWM line in /proc/self/status")
+}
+
 /// Return freed heap memory to the kernel so that resident memory measures
 /// what is live, not what the allocator kept (done the same way in every
 /// mode that is compared).

@@ -54,6 +54,26 @@ pub(crate) enum Encoding {
     Delta,
 }
 
+impl Encoding {
+    /// The tag stored with a cold record.
+    pub fn tag(self) -> u32 {
+        match self {
+            Encoding::Raw => 0,
+            Encoding::Delta => 1,
+            Encoding::Zstd { dict } => dict.saturating_add(2),
+        }
+    }
+
+    /// The encoding a cold record's tag names.
+    pub fn from_tag(tag: u32) -> Encoding {
+        match tag {
+            0 => Encoding::Raw,
+            1 => Encoding::Delta,
+            t => Encoding::Zstd { dict: t - 2 },
+        }
+    }
+}
+
 /// A unit's bytes in compressed form.
 #[derive(Clone, Debug)]
 pub(crate) struct Frame {

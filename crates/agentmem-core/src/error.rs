@@ -85,7 +85,7 @@ pub enum Error {
         detail: String,
     },
     /// The cold tier failed.
-    #[error("cold tier: {0}")]
+    #[error("the cold tier failed")]
     Cold(#[source] std::io::Error),
     /// An invalid setting was given to the builder.
     #[error("invalid store setting: {0}")]

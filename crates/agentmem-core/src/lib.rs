@@ -61,7 +61,8 @@ pub use error::{Error, Result};
 pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
 pub use stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
 pub use store::{
-    AgentInfo, ContentId, ResumeReport, Store, StoreBuilder, UnitInfo, DEFAULT_MAX_UNIT_SIZE,
+    check_references, AgentInfo, CheckpointReport, ContentId, OpenReport, ResumeReport, Store,
+    StoreBuilder, UnitInfo, DEFAULT_MAX_UNIT_SIZE,
 };
 pub use types::{
     AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier, Visibility,

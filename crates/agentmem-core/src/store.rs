@@ -19,10 +19,15 @@ use crate::error::{Error, Result};
 use crate::policy::{AgentView, EvictionPolicy, PolicyKind, UnitKey, UnitView};
 use crate::similar::{self, Sketch};
 use crate::stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
+use crate::tier::{ColdRecord, ColdTier};
 use crate::trace::{AccessEvent, AccessOp, AccessSink};
 use crate::types::{
     AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier, Visibility,
 };
+
+#[path = "persist.rs"]
+mod persist;
+pub use persist::{check_references, CheckpointReport, OpenReport};
 
 /// Largest unit accepted unless configured otherwise: 1 GiB.
 pub const DEFAULT_MAX_UNIT_SIZE: u64 = 1 << 30;
@@ -93,6 +98,8 @@ pub struct StoreBuilder {
     secret: Option<[u8; 32]>,
     sink: Option<Arc<dyn AccessSink>>,
     near_duplicates: bool,
+    cold: Option<Arc<dyn ColdTier>>,
+    checkpoint_every: Option<Duration>,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -122,6 +129,8 @@ impl Default for StoreBuilder {
             secret: None,
             sink: None,
             near_duplicates: true,
+            cold: None,
+            checkpoint_every: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -212,6 +221,22 @@ impl StoreBuilder {
         self
     }
 
+    /// Attach a cold tier: warm victims go there when hot + warm bytes
+    /// exceed the RAM budget, and come back on access or resume.
+    /// Default: none (units stay in RAM).
+    pub fn cold_tier(mut self, cold: Arc<dyn ColdTier>) -> Self {
+        self.cold = Some(cold);
+        self
+    }
+
+    /// With a cold tier, checkpoint the store this often in a background
+    /// thread (see [`Store::checkpoint`]): a crash loses at most this much
+    /// work. `None`: only explicit checkpoints. Default: 30 s.
+    pub fn checkpoint_every(mut self, every: Option<Duration>) -> Self {
+        self.checkpoint_every = every;
+        self
+    }
+
     /// Build the store.
     pub fn build(self) -> Result<Store> {
         if !(1..=22).contains(&self.level) {
@@ -254,15 +279,24 @@ impl StoreBuilder {
             conversations: Vec::new(),
             codecs: Default::default(),
             hot_policy: make(),
+            warm_policy: make(),
+            cold: self.cold.clone(),
+            cold_deletes: Default::default(),
             candidates: HashMap::new(),
             counts: Default::default(),
             dedup_hits: 0,
             dedup_bytes: 0,
             delta_units: 0,
         };
-        Ok(Store {
+        let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
+        let store = Store {
+            threads: Arc::new(Threads::default()),
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
+                cold_io: Mutex::new(()),
+                opened: Mutex::new(None),
+                cold_error: Mutex::new(None),
+                prefetcher: std::sync::OnceLock::new(),
                 clock: self.clock,
                 sink: self.sink,
                 config: Config {
@@ -277,7 +311,16 @@ impl StoreBuilder {
                     secret,
                 },
             }),
-        })
+        };
+        if let Some(every) = checkpoint_every {
+            store.spawn("agentmem-checkpoint", every, move |store| {
+                if let Err(e) = store.checkpoint() {
+                    tracing::warn!("periodic checkpoint failed: {e}");
+                }
+                every
+            })?;
+        }
+        Ok(store)
     }
 }
 
@@ -306,7 +349,39 @@ struct Config {
 /// The semantic store. Cheap to clone; clones share the same store.
 #[derive(Clone)]
 pub struct Store {
+    // Declared first so it drops first: when the last handle goes, the
+    // store's threads are stopped and joined before `inner` is released,
+    // so the store (and its directory lock) closes on the dropping thread.
+    threads: Arc<Threads>,
     inner: Arc<Inner>,
+}
+
+/// The store's background threads (checkpoints, prefetch).
+#[derive(Default)]
+struct Threads {
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        for h in self.handles.lock().drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Threads {
+    /// Sleep up to `d`; false once the store is closing.
+    fn wait(stop: &(Mutex<bool>, parking_lot::Condvar), d: Duration) -> bool {
+        let mut s = stop.0.lock();
+        if !*s {
+            stop.1.wait_for(&mut s, d);
+        }
+        !*s
+    }
 }
 
 impl fmt::Debug for Store {
@@ -319,6 +394,15 @@ impl fmt::Debug for Store {
 
 struct Inner {
     state: Mutex<State>,
+    /// Held while moving units to or deleting them from the cold tier, so a
+    /// late delete can never remove a newer copy of the same id.
+    cold_io: Mutex<()>,
+    /// Set by [`Store::open`].
+    opened: Mutex<Option<OpenReport>>,
+    /// The last failure to move units to the cold tier.
+    cold_error: Mutex<Option<String>>,
+    /// Feeds the background prefetch thread ([`Store::resume_in_background`]).
+    prefetcher: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<AgentId>>>,
     clock: Arc<dyn Clock>,
     sink: Option<Arc<dyn AccessSink>>,
     config: Config,
@@ -379,6 +463,8 @@ enum Body {
     /// valid: demoting such a "clean" unit again costs nothing.
     Hot(Bytes, Option<Frame>),
     Warm(Frame),
+    /// On the cold tier under the unit's id: its stored size and encoding.
+    Cold(u32, Encoding),
 }
 
 #[derive(Debug)]
@@ -403,6 +489,9 @@ struct Unit {
     kind: Kind,
     /// An open conversation chunk: mutable, not in the dedup index.
     open: bool,
+    /// The unit's current bytes are on the cold tier under [`Unit::cold_key`]
+    /// with this stored size and encoding.
+    disk: Option<(u32, Encoding)>,
     /// Bumped on every change of body, so that a decode done outside the
     /// lock is installed only if nothing changed meanwhile.
     generation: u32,
@@ -413,6 +502,7 @@ impl Unit {
         match self.body {
             Body::Hot(..) => Tier::Hot,
             Body::Warm(_) => Tier::Warm,
+            Body::Cold(..) => Tier::Cold,
         }
     }
 
@@ -420,6 +510,19 @@ impl Unit {
         match &self.body {
             Body::Hot(b, clean) => (b.len() + clean.as_ref().map_or(0, |f| f.bytes.len())) as u64,
             Body::Warm(f) => f.bytes.len() as u64,
+            Body::Cold(n, _) => u64::from(*n),
+        }
+    }
+
+    /// The unit's name on the cold tier. An open chunk's bytes change with
+    /// every append, so its name includes their checksum: a record is never
+    /// overwritten with other content, and the last checkpoint's records
+    /// stay valid until the next one.
+    fn cold_key(&self) -> ContentId {
+        if self.open {
+            ContentId(*blake3::keyed_hash(&self.id.0, &self.check.to_le_bytes()).as_bytes())
+        } else {
+            self.id
         }
     }
 
@@ -477,6 +580,12 @@ struct State {
     conversations: Vec<Option<Conversation>>,
     codecs: [KindCodec; 5],
     hot_policy: Box<dyn EvictionPolicy>,
+    /// Chooses warm units to move to the cold tier (when one is attached).
+    warm_policy: Box<dyn EvictionPolicy>,
+    cold: Option<Arc<dyn ColdTier>>,
+    /// Cold records no unit needs any more; deleted by the next checkpoint
+    /// (after it no longer refers to them), outside the lock.
+    cold_deletes: hashbrown::HashSet<ContentId>,
     /// Near-duplicate bases per (kind, tenant or NIL).
     candidates: HashMap<(Kind, u32), Vec<(u32, Sketch)>>,
     /// Per kind, per tier.
@@ -495,6 +604,11 @@ struct Pending {
     check: u64,
     dict: Option<Arc<Dictionary>>,
     base: Option<Bytes>,
+    /// Set when the frame is on the cold tier: where to fetch it from.
+    cold: Option<(Arc<dyn ColdTier>, ContentId)>,
+    /// The frame fetched from the cold tier, kept so that promoting the
+    /// unit leaves it clean (demoting it again costs nothing).
+    fetched: std::cell::OnceCell<Frame>,
 }
 
 fn check_of(data: &[u8]) -> u64 {
@@ -504,12 +618,30 @@ fn check_of(data: &[u8]) -> u64 {
 
 impl Pending {
     fn decode(&self) -> Result<Bytes> {
-        let plain = codec::decompress(
-            &self.frame,
-            self.len,
-            self.dict.as_deref(),
-            self.base.as_deref(),
-        )?;
+        let frame = match &self.cold {
+            None => &self.frame,
+            Some((cold, id)) => {
+                let rec = cold
+                    .get(id.as_bytes())
+                    .map_err(Error::Cold)?
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "cold unit".into(),
+                        detail: format!("{id} is missing from the cold tier"),
+                    })?;
+                let f = Frame {
+                    bytes: Bytes::from(rec.bytes),
+                    encoding: self.frame.encoding,
+                };
+                if Encoding::from_tag(rec.encoding) != f.encoding {
+                    return Err(Error::Corrupt {
+                        what: "cold unit".into(),
+                        detail: format!("{id} was stored with another encoding"),
+                    });
+                }
+                self.fetched.get_or_init(|| f)
+            }
+        };
+        let plain = codec::decompress(frame, self.len, self.dict.as_deref(), self.base.as_deref())?;
         if check_of(&plain) != self.check {
             return Err(Error::Corrupt {
                 what: "warm unit".into(),
@@ -658,6 +790,10 @@ impl State {
         let u = self.units[k as usize].take().expect("live unit");
         self.count(u.kind, u.tier(), u64::from(u.logical), u.stored(), false);
         self.hot_policy.remove(UnitKey(k));
+        self.warm_policy.remove(UnitKey(k));
+        if u.disk.is_some() {
+            self.cold_deletes.insert(u.cold_key());
+        }
         if !u.open {
             if let Ok(e) = self.index.find_entry(u.id.short(), |&x| x == k) {
                 e.remove();
@@ -692,10 +828,25 @@ impl State {
         let (new_tier, new_stored) = (u.tier(), u.stored());
         self.count(kind, old_tier, old_logical, old_stored, false);
         self.count(kind, new_tier, u64::from(logical), new_stored, true);
+        if self.cold.is_some() && old_tier != new_tier {
+            if old_tier == Tier::Warm {
+                self.warm_policy.remove(UnitKey(k));
+            }
+            if new_tier == Tier::Warm {
+                let v = self.view(k, self.unit(k).last_access);
+                self.warm_policy.insert(&v);
+            }
+        }
     }
 
     /// Plain bytes of a unit that is hot or whose decode can be done here.
     fn plain_locked(&self, k: u32) -> Result<Bytes> {
+        if matches!(self.unit(k).body, Body::Cold(..)) {
+            // Disk I/O never happens under the store's lock.
+            return Err(Error::Cold(std::io::Error::other(
+                "internal: a cold unit was needed under the store lock; fetch it first",
+            )));
+        }
         match self.pending(k)? {
             Ok(b) => Ok(b),
             Err(p) => p.decode(),
@@ -707,6 +858,40 @@ impl State {
         let u = self.unit(k);
         match &u.body {
             Body::Hot(b, _) => Ok(Ok(b.clone())),
+            &Body::Cold(_, encoding) => {
+                let dict = match encoding {
+                    Encoding::Zstd { dict } if dict > 0 => Some(
+                        self.codecs[u.kind.index()]
+                            .version(dict)
+                            .cloned()
+                            .ok_or_else(|| Error::Corrupt {
+                                what: format!("{} unit", u.kind),
+                                detail: format!(
+                                    "it needs dictionary version {dict}, which is missing"
+                                ),
+                            })?,
+                    ),
+                    _ => None,
+                };
+                let cold = self
+                    .cold
+                    .clone()
+                    .expect("cold units exist only with a cold tier");
+                Ok(Err(Pending {
+                    key: k,
+                    generation: u.generation,
+                    frame: Frame {
+                        bytes: Bytes::new(),
+                        encoding,
+                    },
+                    len: u.logical as usize,
+                    check: u.check,
+                    dict,
+                    base: None,
+                    cold: Some((cold, u.cold_key())),
+                    fetched: Default::default(),
+                }))
+            }
             Body::Warm(frame) => {
                 let dict = match frame.encoding {
                     Encoding::Zstd { dict } if dict > 0 => Some(
@@ -735,6 +920,8 @@ impl State {
                     check: u.check,
                     dict,
                     base,
+                    cold: None,
+                    fetched: Default::default(),
                 }))
             }
         }
@@ -780,9 +967,10 @@ impl State {
         Ok(())
     }
 
-    fn promote(&mut self, k: u32, plain: Bytes, now: Timestamp) {
+    fn promote(&mut self, k: u32, plain: Bytes, now: Timestamp, fetched: Option<Frame>) {
         let clean = match &self.unit(k).body {
             Body::Warm(f) => Some(f.clone()),
+            Body::Cold(..) => fetched,
             Body::Hot(..) => None,
         };
         self.set_body(k, Body::Hot(plain, clean));
@@ -907,6 +1095,7 @@ impl Store {
         });
         let v = st.agent_view(id);
         st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         Ok(AgentId(id))
     }
 
@@ -962,6 +1151,7 @@ impl Store {
         ag.since = now;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         if state.is_parked() {
             let units = st.agents[agent.0 as usize].units.clone();
             for k in units {
@@ -969,6 +1159,154 @@ impl Store {
                     st.demote(k, level)?;
                 }
             }
+        }
+        drop(st);
+        self.spill_best_effort();
+        Ok(())
+    }
+
+    /// Move warm victims to the cold tier while hot + warm bytes exceed the
+    /// RAM budget, and delete freed units from it. The writes happen outside
+    /// the store's lock; a unit that changed meanwhile stays where it is.
+    fn spill(&self) -> Result<()> {
+        if self.inner.state.lock().cold.is_none() {
+            return Ok(());
+        }
+        // One spiller at a time; others go on (the budget is a target).
+        let Some(_io) = self.inner.cold_io.try_lock() else {
+            return Ok(());
+        };
+        self.spill_locked()
+    }
+
+    /// Spill, but a failing disk (full, poisoned) only leaves units in RAM
+    /// over the budget: the operation that triggered it has succeeded.
+    fn spill_best_effort(&self) {
+        if let Err(e) = self.spill() {
+            let mut chain = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                chain += &format!(": {c}");
+                src = c.source();
+            }
+            tracing::warn!("units stay in RAM over the budget: {chain}");
+            *self.inner.cold_error.lock() = Some(chain);
+        }
+    }
+
+    /// Why the last move to the cold tier failed, if one did (units then
+    /// stay in RAM over the budget until the disk accepts writes again).
+    pub fn cold_error(&self) -> Option<String> {
+        self.inner.cold_error.lock().clone()
+    }
+
+    /// [`Store::spill`] with `cold_io` held.
+    fn spill_locked(&self) -> Result<()> {
+        let budget = self.cfg().ram_budget;
+        for _ in 0..1024 {
+            let (cold, batch) = {
+                let mut st = self.inner.state.lock();
+                let cold = st.cold.clone().expect("checked");
+                let mut excess =
+                    (st.tier_bytes(Tier::Hot) + st.tier_bytes(Tier::Warm)).saturating_sub(budget);
+                let now = self.now();
+                let mut batch = Vec::new();
+                while excess > 0 && batch.len() < 256 {
+                    let Some(UnitKey(k)) = st.warm_policy.victim(now) else {
+                        break;
+                    };
+                    let Some(u) = st.units.get(k as usize).and_then(Option::as_ref) else {
+                        continue;
+                    };
+                    // Delta bases and deltas stay in RAM: decoding one must
+                    // never need disk I/O under the lock.
+                    if u.dependents > 0 || u.base != NIL {
+                        continue;
+                    }
+                    let Body::Warm(f) = &u.body else { continue };
+                    excess = excess.saturating_sub(f.bytes.len() as u64);
+                    if let Some((len, enc)) = u.disk {
+                        // Its bytes are on disk already: nothing to write.
+                        st.set_body(k, Body::Cold(len, enc));
+                        continue;
+                    }
+                    let key = u.cold_key();
+                    batch.push((k, u.generation, key, f.clone()));
+                    // A put supersedes a pending delete of the same record.
+                    st.cold_deletes.remove(&key);
+                }
+                (cold, batch)
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut written: Vec<(u32, u32, ContentId, u32, Encoding)> =
+                Vec::with_capacity(batch.len());
+            let mut failed = None;
+            for (k, generation, key, frame) in batch {
+                let rec = ColdRecord {
+                    id: *key.as_bytes(),
+                    encoding: frame.encoding.tag(),
+                    bytes: frame.bytes.to_vec(),
+                };
+                if let Err(e) = cold.put(&rec) {
+                    failed = Some((k, e));
+                    break;
+                }
+                written.push((k, generation, key, frame.bytes.len() as u32, frame.encoding));
+            }
+            let mut st = self.inner.state.lock();
+            for (k, generation, key, len, encoding) in written {
+                let still = st.units[k as usize].as_ref().is_some_and(|u| {
+                    u.generation == generation
+                        && matches!(u.body, Body::Warm(_))
+                        && u.cold_key() == key
+                });
+                if still {
+                    st.unit_mut(k).disk = Some((len, encoding));
+                    st.set_body(k, Body::Cold(len, encoding));
+                } else {
+                    // It changed or went meanwhile: the record is stale.
+                    st.cold_deletes.insert(key);
+                }
+            }
+            if let Some((k, e)) = failed {
+                // Put it back in the running so it is tried again.
+                if st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| matches!(u.body, Body::Warm(_)))
+                {
+                    let v = st.view(k, self.now());
+                    st.warm_policy.insert(&v);
+                }
+                return Err(Error::Cold(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring a conversation's open chunk back from the cold tier before an
+    /// append needs its bytes (outside the lock).
+    fn fetch_tail(&self, c: ConversationId) -> Result<()> {
+        let p = {
+            let st = self.inner.state.lock();
+            let conv = Self::conv(&st, c)?;
+            if conv.tail == NIL || !matches!(st.unit(conv.tail).body, Body::Cold(..)) {
+                return Ok(());
+            }
+            match st.pending(conv.tail)? {
+                Ok(_) => return Ok(()),
+                Err(p) => p,
+            }
+        };
+        let plain = p.decode()?;
+        let now = self.now();
+        let mut st = self.inner.state.lock();
+        if st.units[p.key as usize]
+            .as_ref()
+            .is_some_and(|u| u.generation == p.generation)
+        {
+            st.promote(p.key, plain, now, p.fetched.get().cloned());
         }
         Ok(())
     }
@@ -980,6 +1318,7 @@ impl Store {
         st.agents[agent.0 as usize].importance = importance;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         Ok(())
     }
 
@@ -995,13 +1334,82 @@ impl Store {
     pub fn resume(&self, agent: AgentId) -> Result<ResumeReport> {
         let started = Instant::now();
         self.set_state(agent, AgentState::Active)?;
+        self.prefetch(agent, started)
+    }
+
+    /// Resume an agent without waiting: its state becomes
+    /// [`AgentState::Active`] now, and a background thread (one per store,
+    /// started on first use) brings its working set back from the warm and
+    /// cold tiers, as [`Store::resume`] would. Reads meanwhile fetch what
+    /// they need themselves; nothing waits for the prefetch.
+    pub fn resume_in_background(&self, agent: AgentId) -> Result<()> {
+        self.set_state(agent, AgentState::Active)?;
+        let tx = self.inner.prefetcher.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<AgentId>();
+            let rx = Mutex::new(rx);
+            let spawned = self.spawn("agentmem-prefetch", Duration::ZERO, move |store| {
+                // Wait for work a short while at a time, so a closing store
+                // is never held up for long.
+                if let Ok(agent) = rx.lock().recv_timeout(Duration::from_millis(50)) {
+                    if let Err(e) = store.prefetch(agent, Instant::now()) {
+                        tracing::warn!(%agent, "background prefetch failed: {e}");
+                    }
+                }
+                Duration::ZERO
+            });
+            if let Err(e) = spawned {
+                tracing::warn!("could not start the prefetch thread: {e}");
+            }
+            Mutex::new(tx)
+        });
+        // If the thread could not start, the agent is still resumed: its
+        // reads fetch what they need.
+        let _ = tx.lock().send(agent);
+        Ok(())
+    }
+
+    /// Run `tick` on a background thread until the store closes; it
+    /// returns how long to sleep before the next tick. The thread holds the
+    /// store only while ticking.
+    fn spawn(
+        &self,
+        name: &str,
+        first: Duration,
+        mut tick: impl FnMut(&Store) -> Duration + Send + 'static,
+    ) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let stop = self.threads.stop.clone();
+        // The thread's own handle must not keep the threads alive.
+        let threads = Arc::new(Threads::default());
+        let mut sleep = first;
+        let h = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while Threads::wait(&stop, sleep) {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let store = Store {
+                        threads: threads.clone(),
+                        inner,
+                    };
+                    sleep = tick(&store);
+                }
+            })
+            .map_err(|e| Error::Config(format!("starting the {name} thread: {e}")))?;
+        self.threads.handles.lock().push(h);
+        Ok(())
+    }
+
+    /// Bring an agent's units back to hot (newest first, up to half the
+    /// hot budget), decoding and reading the disk outside the lock.
+    fn prefetch(&self, agent: AgentId, started: Instant) -> Result<ResumeReport> {
         let pending: Vec<Pending> = {
             let st = self.inner.state.lock();
+            st.agent(agent)?;
             let mut budget = self.cfg().hot_budget / 2;
             let mut out = Vec::new();
             for &k in st.agents[agent.0 as usize].units.iter().rev() {
                 let u = st.unit(k);
-                if u.tier() == Tier::Warm {
+                if matches!(u.tier(), Tier::Warm | Tier::Cold) {
                     if u64::from(u.logical) > budget {
                         break;
                     }
@@ -1013,26 +1421,31 @@ impl Store {
             }
             out
         };
-        let decoded: Vec<(u32, u32, Bytes)> = pending
+        let decoded: Vec<(u32, u32, Bytes, Option<Frame>)> = pending
             .iter()
-            .map(|p| p.decode().map(|b| (p.key, p.generation, b)))
+            .map(|p| {
+                p.decode()
+                    .map(|b| (p.key, p.generation, b, p.fetched.get().cloned()))
+            })
             .collect::<Result<_>>()?;
         let mut report = ResumeReport::default();
         let now = self.now();
         let mut st = self.inner.state.lock();
-        for (k, generation, plain) in decoded {
+        for (k, generation, plain, fetched) in decoded {
             if st.units[k as usize]
                 .as_ref()
                 .is_some_and(|u| u.generation == generation)
             {
                 report.units += 1;
                 report.bytes += plain.len() as u64;
-                st.promote(k, plain, now);
+                st.promote(k, plain, now, fetched);
                 self.record(&st, k, Some(agent.0), AccessOp::Prefetch, now);
             }
         }
         st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+        drop(st);
         report.elapsed = started.elapsed();
+        self.spill_best_effort();
         Ok(report)
     }
 
@@ -1149,6 +1562,7 @@ impl Store {
             tenant,
             kind,
             open: false,
+            disk: None,
             generation: 0,
         });
         if base != NIL {
@@ -1168,6 +1582,7 @@ impl Store {
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
         self.after_write(st, kind, data, now)?;
+        self.spill_best_effort();
         Ok(id)
     }
 
@@ -1315,8 +1730,10 @@ impl Store {
             .is_some_and(|u| u.generation == p.generation)
             && !st.all_owners_parked(p.key)
         {
-            st.promote(p.key, plain.clone(), now);
+            st.promote(p.key, plain.clone(), now, p.fetched.get().cloned());
             st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+            drop(st);
+            self.spill_best_effort();
         }
         Ok(plain)
     }
@@ -1373,7 +1790,7 @@ impl Store {
             .as_ref()
             .is_some_and(|u| u.generation == pending.generation)
         {
-            st.promote(pending.key, plain, now);
+            st.promote(pending.key, plain, now, pending.fetched.get().cloned());
             st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
         }
         Ok(())
@@ -1431,10 +1848,12 @@ impl Store {
     /// Append a message; returns its index.
     pub fn append(&self, conversation: ConversationId, message: &[u8]) -> Result<u64> {
         self.check_size(Kind::Conversation, message.len().max(1))?;
+        self.fetch_tail(conversation)?;
         let now = self.now();
         let mut st = self.inner.state.lock();
         let i = self.append_locked(&mut st, conversation, message, now)?;
         self.after_write(st, Kind::Conversation, message, now)?;
+        self.spill_best_effort();
         Ok(i)
     }
 
@@ -1468,6 +1887,7 @@ impl Store {
                 tenant,
                 kind: Kind::Conversation,
                 open: true,
+                disk: None,
                 generation: 0,
             });
             st.add_owner(k, agent);
@@ -1485,6 +1905,11 @@ impl Store {
         let n = chunk::count(&new)?;
         let full = new.len() >= chunk::CHUNK_TARGET_BYTES || n >= chunk::CHUNK_MAX_MESSAGES;
         let was_hot = st.unit(tail).tier() == Tier::Hot;
+        if st.unit(tail).disk.is_some() {
+            let key = st.unit(tail).cold_key();
+            st.cold_deletes.insert(key);
+            st.unit_mut(tail).disk = None;
+        }
         let (len, check) = (new.len() as u32, check_of(&new));
         st.replace_body(tail, Body::Hot(Bytes::from(new), None), len, check);
         st.unit_mut(tail).framing = (4 * (n + 1)) as u16;

@@ -30,4 +30,36 @@ pub trait ColdTier: Send + Sync + fmt::Debug {
     fn get(&self, id: &[u8; 32]) -> io::Result<Option<ColdRecord>>;
     /// Forget a record.
     fn delete(&self, id: &[u8; 32]) -> io::Result<()>;
+    /// Make every acknowledged put and delete durable (the store calls it
+    /// before writing a checkpoint that refers to them). Default: nothing
+    /// to do.
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub use agentmem_cold::DiskTier;
+
+impl ColdTier for DiskTier {
+    fn put(&self, record: &ColdRecord) -> io::Result<()> {
+        DiskTier::put(self, &record.id, record.encoding, &record.bytes).map_err(Into::into)
+    }
+
+    fn get(&self, id: &[u8; 32]) -> io::Result<Option<ColdRecord>> {
+        Ok(
+            DiskTier::get(self, id)?.map(|(encoding, bytes)| ColdRecord {
+                id: *id,
+                encoding,
+                bytes,
+            }),
+        )
+    }
+
+    fn delete(&self, id: &[u8; 32]) -> io::Result<()> {
+        DiskTier::delete(self, id).map_err(Into::into)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        DiskTier::sync(self).map_err(Into::into)
+    }
 }

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod cold;
 pub mod sim;
 pub mod simulate;
 pub mod stats;
 /// agentmem-supervisor subcommands (issue 6).
 pub mod supervise;
 pub mod tracegen;
+pub mod verify;

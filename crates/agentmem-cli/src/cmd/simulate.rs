@@ -39,6 +39,9 @@ use crate::util::{human_bytes, parse_bytes, rss_bytes, settle_heap};
 
 /// Default number of agents.
 const DEFAULT_AGENTS: usize = 800;
+/// How many agents may replay the same conversation (each in its own
+/// tenant); beyond that the workload is mostly copies.
+const MAX_COPIES: usize = 16;
 
 /// Where agent memory is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +96,17 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Store directory: enables the cold tier on local disk there (warm
+    /// units beyond the RAM budget go to disk), checkpoints the store at
+    /// the end, reopens it and checks every unit again.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Enable the cold tier in ./agentmem-data (same as --dir agentmem-data).
+    #[arg(long)]
+    cold: bool,
+    /// Remove the cold-tier files already in the store directory first.
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// The store's eviction policy: a built-in one, or the learned one from
@@ -189,12 +203,23 @@ pub fn run(args: Args) -> Result<std::process::ExitCode> {
     let available = corpus.conversations.len();
     let agents = match args.agents {
         Some(0) => bail!("--agents must be at least 1"),
-        Some(n) if n > available => bail!(
-            "{} holds {available} distinct conversations but --agents is {n}; every agent needs its own \
-             conversation (reusing one would let deduplication flatter the result): pass --agents {available} \
-             or a larger --data directory",
-            dir.display()
+        Some(n) if n > available * MAX_COPIES => bail!(
+            "{} holds {available} distinct conversations but --agents is {n}; agents beyond that replay a \
+             conversation again (in a separate tenant), at most {MAX_COPIES} times each: pass at most \
+             --agents {} or a larger --data directory",
+            dir.display(),
+            available * MAX_COPIES
         ),
+        Some(n) if n > available => {
+            // Agents beyond the data's conversations replay one again, each
+            // copy in its own tenant, so deduplication cannot merge them.
+            eprintln!(
+                "agentmem: {} holds {available} distinct conversations; agents beyond that replay them again \
+                 in separate tenants (no deduplication between copies)",
+                dir.display()
+            );
+            n
+        }
         Some(n) => n,
         None if available < DEFAULT_AGENTS => {
             eprintln!(
@@ -206,9 +231,8 @@ pub fn run(args: Args) -> Result<std::process::ExitCode> {
         }
         None => DEFAULT_AGENTS,
     };
-    let total_messages: usize = corpus.conversations[..agents]
-        .iter()
-        .map(|c| c.messages.len())
+    let total_messages: usize = (0..agents)
+        .map(|i| corpus.conversations[i % available].messages.len())
         .sum();
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::with_draw_target(
@@ -273,7 +297,7 @@ fn run_naive(
         .collect();
     let mut queue = schedule(agents, &mut rng);
     while let Some(Reverse((now, i))) = queue.pop() {
-        let conv = &corpus.conversations[i];
+        let conv = &corpus.conversations[i % corpus.conversations.len()];
         let n = held[i].messages.len();
         held[i].messages.push(conv.messages[n].clone());
         bar.inc(1);
@@ -348,13 +372,36 @@ fn run_store(
         }
         None => None,
     };
-    let store = builder.build().context("building the store")?;
-    let tenant = TenantId::new("simulate");
+    let cold_dir = args.dir.clone().or_else(|| {
+        args.cold
+            .then(|| PathBuf::from(crate::cmd::cold::DEFAULT_DIR))
+    });
+    let (store, tier) = match &cold_dir {
+        Some(d) => {
+            let (s, t) = crate::cmd::cold::open_fresh(d, args.fresh, builder)?;
+            (s, Some(t))
+        }
+        None => (builder.build().context("building the store")?, None),
+    };
+    let available = corpus.conversations.len();
+    let tenants: Vec<TenantId> = (0..agents.div_ceil(available))
+        .map(|r| {
+            TenantId::new(if r == 0 {
+                "simulate".to_string()
+            } else {
+                format!("simulate-{r}")
+            })
+        })
+        .collect();
     let mut rng = SmallRng::seed_from_u64(args.seed);
     let workload = Workload::new();
     let mut state: Vec<Agent> = Vec::with_capacity(agents);
     for i in 0..agents {
-        let id = store.register_agent(&format!("agent-{i}"), &tenant, Importance::default())?;
+        let id = store.register_agent(
+            &format!("agent-{i}"),
+            &tenants[i / available],
+            Importance::default(),
+        )?;
         let prompt = corpus.prompts[i % corpus.prompts.len()].as_bytes();
         let tools = corpus.tool_sets[i % corpus.tool_sets.len()].as_bytes();
         state.push(Agent {
@@ -373,7 +420,7 @@ fn run_store(
     let mut events = 0u64;
     while let Some(Reverse((now, i))) = queue.pop() {
         clock.set(Timestamp(now.as_nanos() as u64));
-        let conv = &corpus.conversations[i];
+        let conv = &corpus.conversations[i % available];
         let a = &mut state[i];
         let info_state = store.agent_info(a.id)?.state;
         if info_state == AgentState::Paused {
@@ -416,26 +463,30 @@ fn run_store(
     let rss_after = rss_bytes()?;
     let stats = store.stats();
 
-    // Every unit must read back exactly.
-    let mut verified = 0u64;
-    for (i, a) in state.iter().enumerate() {
-        let conv = &corpus.conversations[i];
-        let got = store.read_all(a.conversation)?;
-        if got.len() != conv.messages.len()
-            || got
-                .iter()
-                .zip(&conv.messages)
-                .any(|(g, m)| g[..] != *m.as_bytes())
-        {
-            bail!("agent {i}: conversation read back differs from what was appended");
+    let verified = verify_all(&store, &state, corpus)?;
+    let cold = match (tier, cold_dir) {
+        (Some(tier), Some(dir)) => {
+            // Make it durable, close, reopen: the recovery figures.
+            let cp = store.checkpoint().context("checkpointing the store")?;
+            let mut figures = crate::cmd::cold::figures(&tier);
+            drop(store);
+            drop(tier);
+            let reopened = Store::builder()
+                .ram_budget(args.ram_budget)
+                .open(&dir)
+                .with_context(|| format!("reopening the store in {}", dir.display()))?;
+            let open = reopened.open_report().unwrap_or_default();
+            let again = verify_all(&reopened, &state, corpus)?;
+            figures["checkpoint_ms"] = json!(cp.elapsed.as_secs_f64() * 1e3);
+            figures["image_bytes"] = json!(cp.image_bytes);
+            figures["recovery_ms"] = json!(open.elapsed.as_secs_f64() * 1e3);
+            figures["recovery_cold_open_ms"] = json!(open.cold_open.as_secs_f64() * 1e3);
+            figures["verified_after_reopen"] = json!(again);
+            figures
         }
-        if store.get(&a.prompt)?[..] != *corpus.prompts[i % corpus.prompts.len()].as_bytes()
-            || store.get(&a.tools)?[..] != *corpus.tool_sets[i % corpus.tool_sets.len()].as_bytes()
-        {
-            bail!("agent {i}: prompt or tools read back differ");
-        }
-        verified += got.len() as u64 + 2;
-    }
+        _ => json!(null),
+    };
+    let peak = crate::util::peak_rss_bytes()?;
     resume_ms.sort_by(f64::total_cmp);
     let kind = |k: Kind| {
         let s = stats.kind(k);
@@ -450,6 +501,7 @@ fn run_store(
         "logical_bytes": stats.mem.total_allocated,
         "stored_bytes": {"hot": stats.mem.hot_bytes, "warm": stats.mem.warm_bytes, "cold": stats.mem.cold_bytes},
         "rss_after_bytes": rss_after,
+        "rss_peak_bytes": peak,
         "rss_growth_bytes": growth,
         "accounted_bytes": stats.accounted_ram_bytes,
         "accounting_error": if growth > 0 { stats.accounted_ram_bytes as f64 / growth as f64 - 1.0 } else { 0.0 },
@@ -470,12 +522,38 @@ fn run_store(
         "compression_ratio": stats.mem.compression_ratio,
         "context_reads": context_reads,
         "verified_units": verified,
+        "cold": cold,
         "trace_out": args.trace_out.as_ref().map(|p| json!({
             "path": p.display().to_string(),
             "written": trace_stats.map_or(0, |s| s.written),
             "dropped": trace_stats.map_or(0, |s| s.dropped),
         })),
     }))
+}
+
+/// Read every agent's conversation, prompt and tools back and compare them
+/// with the data; returns how many units and messages were checked.
+fn verify_all(store: &Store, state: &[Agent], corpus: &Corpus) -> Result<u64> {
+    let mut verified = 0u64;
+    for (i, a) in state.iter().enumerate() {
+        let conv = &corpus.conversations[i % corpus.conversations.len()];
+        let got = store.read_all(a.conversation)?;
+        if got.len() != conv.messages.len()
+            || got
+                .iter()
+                .zip(&conv.messages)
+                .any(|(g, m)| g[..] != *m.as_bytes())
+        {
+            bail!("agent {i}: conversation read back differs from what was appended");
+        }
+        if store.get(&a.prompt)?[..] != *corpus.prompts[i % corpus.prompts.len()].as_bytes()
+            || store.get(&a.tools)?[..] != *corpus.tool_sets[i % corpus.tool_sets.len()].as_bytes()
+        {
+            bail!("agent {i}: prompt or tools read back differ");
+        }
+        verified += got.len() as u64 + 2;
+    }
+    Ok(verified)
 }
 
 fn print_table(r: &serde_json::Value) {
@@ -524,6 +602,24 @@ fn print_table(r: &serde_json::Value) {
         r["resume_ms"]["p99"].as_f64().unwrap_or(0.0),
         r["resume_ms"]["samples"]
     );
+    let c = &r["cold"];
+    if !c.is_null() {
+        println!(
+            "  cold tier             {}: {} on disk ({} live), {} written, {} records",
+            c["dir"].as_str().unwrap_or("?"),
+            b(&c["disk_bytes"]),
+            b(&c["live_bytes"]),
+            b(&c["bytes_written"]),
+            c["records"]
+        );
+        println!(
+            "  checkpoint, reopen    {:.1} ms, {:.1} ms; {} units checked again after reopening",
+            c["checkpoint_ms"].as_f64().unwrap_or(0.0),
+            c["recovery_ms"].as_f64().unwrap_or(0.0),
+            c["verified_after_reopen"]
+        );
+    }
+    println!("  peak resident memory  {}", b(&r["rss_peak_bytes"]));
     if let Some(t) = r.get("trace_out").filter(|t| !t.is_null()) {
         println!(
             "  trace                 {} ({} events written, {} dropped)",
