@@ -1,18 +1,8 @@
 //! `agentmem simulate --dir` and `agentmem verify` end to end.
 
-use std::process::Command;
+mod common;
 
-fn agentmem(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_agentmem"))
-        .args(args)
-        .output()
-        .expect("run agentmem");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::agentmem;
 
 #[test]
 fn simulate_with_a_cold_tier_then_verify_catches_damage() {

@@ -1,24 +1,15 @@
 //! `agentmem simulate` end to end on the bundled sample.
 
-use std::process::Command;
+mod common;
+
+use common::agentmem;
 
 fn simulate(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_agentmem"))
-        .arg("simulate")
-        .args(args)
-        .output()
-        .expect("run agentmem");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    agentmem(&[&["simulate"], args].concat())
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
-    let (ok, out, err) = simulate(args);
-    assert!(ok, "simulate {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    common::json(&[&["simulate"], args].concat())
 }
 
 #[test]

@@ -1,25 +1,9 @@
 //! `agentmem simulate --policy learned --trace-out FILE`: the learned policy
 //! runs live in the store, and the run's trace replays in `agentmem sim`.
 
-use std::process::Command;
+mod common;
 
-fn agentmem(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_agentmem"))
-        .args(args)
-        .output()
-        .expect("run agentmem");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let (ok, out, err) = agentmem(args);
-    assert!(ok, "agentmem {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
+use common::*;
 
 #[test]
 fn every_policy_runs_live_and_the_learned_run_writes_a_replayable_trace() {

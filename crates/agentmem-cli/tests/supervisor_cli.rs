@@ -1,19 +1,9 @@
 //! The supervisor subcommands' plumbing: clear errors without a daemon or
 //! with bad input, and a `setup` dry run that changes nothing.
 
-use std::process::Command;
+mod common;
 
-fn agentmem(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_agentmem"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::agentmem;
 
 #[test]
 fn agent_commands_say_when_the_supervisor_is_not_running() {
