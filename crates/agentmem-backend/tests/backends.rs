@@ -25,6 +25,7 @@ impl TestDaemon {
             socket: socket.clone(),
             max_frame: 256 * 1024,
             workers: 2,
+            data_dir: PathBuf::new(),
             ..Default::default()
         };
         cfg.store.max_unit_size = agentmem_daemon::config::Size(64 * 1024);
