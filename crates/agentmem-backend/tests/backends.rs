@@ -276,3 +276,45 @@ fn embedded_store_in_a_directory_survives_close_and_reopen() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
+
+#[test]
+fn daemon_backend_finds_the_conversations_of_a_reattached_agent() {
+    let mut d = TestDaemon::start();
+    let m = Memory::connect(&d.socket).unwrap();
+    let b = m.backend().unwrap();
+    let a = b.register_agent("returning", "t", 50).unwrap();
+    let c = b.create_conversation(a).unwrap();
+    b.append(c, b"first").unwrap();
+    m.close().unwrap();
+    drop(b);
+    // A new process (backend) for the same agent, within the grace time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (m, b, a2) = loop {
+        let m = Memory::connect(&d.socket).unwrap();
+        let b = m.backend().unwrap();
+        match b.register_agent("returning", "t", 50) {
+            Ok(a2) => break (m, b, a2),
+            // The daemon may not have seen the old connection close yet.
+            Err(e) if e.kind() == ErrorKind::AccessDenied && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(a2, a);
+    let other = b.register_agent("bystander", "t", 50).unwrap();
+    let _ = b.create_conversation(other).unwrap();
+    assert_eq!(b.conversation_len(c).unwrap(), 1);
+    assert_eq!(b.append(c, b"second").unwrap(), 1);
+    let msgs = b.read_messages(c, 0..2).unwrap();
+    assert_eq!(
+        (&msgs[0][..], &msgs[1][..]),
+        (&b"first"[..], &b"second"[..])
+    );
+    assert_eq!(
+        b.conversation_len(ConversationId(4242)).unwrap_err().kind(),
+        ErrorKind::UnknownConversation
+    );
+    m.close().unwrap();
+    d.shutdown();
+}
