@@ -380,5 +380,20 @@ mod tests {
         );
         assert!(text.contains("agentmem_request_errors_total 1"));
         assert!(!text.contains("request=\"put\""));
+        assert!(!text.contains("agentmem_recovery_seconds"));
+        let text = m.render(&Snapshot {
+            stats: &stats,
+            connected: &|_| false,
+            segments: (0, 0),
+            rss: None,
+            recovery: Some(agentmem_core::OpenReport {
+                restored: true,
+                units: 7,
+                elapsed: Duration::from_millis(250),
+                ..Default::default()
+            }),
+        });
+        assert!(text.contains("agentmem_recovery_seconds 0.25\n"), "{text}");
+        assert!(text.contains("agentmem_recovered_units 7\n"), "{text}");
     }
 }
