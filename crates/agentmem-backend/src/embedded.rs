@@ -82,6 +82,21 @@ impl EmbeddedBackend {
                 "the store directory is empty: pass a directory path, or none for RAM only".into(),
             ));
         }
+        // The agents' private units live here: only this user may read a
+        // directory made for them.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    crate::Error::Store(agentmem_core::Error::Cold(std::io::Error::new(
+                        e.kind(),
+                        format!("creating the store directory {}: {e}", dir.display()),
+                    )))
+                })?;
+        }
         let store = b.open(dir)?;
         let mut restored = Restored::new();
         for a in store.agents() {

@@ -263,8 +263,27 @@ fn open_store(
         tracing::info!("RAM only (no data_dir): nothing survives a restart");
         return builder.build().context("building the store");
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    // Private units of every tenant live here: only the daemon's user may
+    // read it (systemd's StateDirectoryMode=0700 does the same).
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading the data directory {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data directory {} has mode {:o}: other users may read agents' private units; chmod 700 it",
+                dir.display(),
+                mode & 0o777
+            );
+        }
+    }
     let every = (cfg.checkpoint_secs > 0.0).then(|| Duration::from_secs_f64(cfg.checkpoint_secs));
     let store = builder
         .checkpoint_every(every)

@@ -195,3 +195,14 @@ fn ram_only_keeps_nothing_across_a_restart() {
         .data_dir
         .is_empty());
 }
+
+#[test]
+fn a_new_data_directory_is_private_to_the_daemons_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start("");
+    let mode = std::fs::metadata(d.dir.path().join("data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
