@@ -16,7 +16,7 @@ node bindings/node/bench/get.mjs
 target/py-venv/bin/python bindings/python/bench/get.py
 echo "# through agentmemd"
 sock="$tmp/agentmemd.sock"
-target/release/agentmemd --socket "$sock" --log warn 2>"$tmp/log" &
+target/release/agentmemd --ram-only --socket "$sock" --log warn 2>"$tmp/log" &
 pid=$!
 for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.1; done
 target/release/examples/get_latency "$sock" | grep daemon

@@ -29,7 +29,7 @@ start_daemon() {
     unset AGENTMEM_TEST_SOCKET
     [[ -x $root/target/release/agentmemd && ${AGENTMEM_NO_DAEMON_TESTS:-} != 1 ]] || return 0
     export AGENTMEM_TEST_SOCKET="$tmp/agentmemd-$1.sock"
-    "$root/target/release/agentmemd" --socket "$AGENTMEM_TEST_SOCKET" >>"$tmp/agentmemd.log" 2>&1 &
+    "$root/target/release/agentmemd" --ram-only --socket "$AGENTMEM_TEST_SOCKET" >>"$tmp/agentmemd.log" 2>&1 &
     daemon_pid=$!
     for _ in $(seq 100); do [[ -S $AGENTMEM_TEST_SOCKET ]] && break; sleep 0.1; done
     [[ -S $AGENTMEM_TEST_SOCKET ]] || { cat "$tmp/agentmemd.log"; echo "agentmemd did not start" >&2; exit 1; }

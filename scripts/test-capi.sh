@@ -35,7 +35,7 @@ start_daemon() {
     [[ ${defs[*]-} == *CONNECT* && -x target/release/agentmemd ]] || return 0
     if [[ -n $daemon_pid ]]; then kill "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=; fi
     local sock="$tmp/agentmemd-$RANDOM.sock"
-    target/release/agentmemd --socket "$sock" >>"$tmp/agentmemd.log" 2>&1 &
+    target/release/agentmemd --ram-only --socket "$sock" >>"$tmp/agentmemd.log" 2>&1 &
     daemon_pid=$!
     for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.1; done
     [[ -S $sock ]] || { cat "$tmp/agentmemd.log"; echo "agentmemd did not start" >&2; exit 1; }

@@ -17,6 +17,14 @@ export interface EmbeddedStoreOptions {
   hotBudget?: number
   /** Largest unit or message accepted. Default: 1 GiB. */
   maxUnitSize?: number
+  /**
+   * Directory of a persistent store (created if missing): what was
+   * written there and `close()`d comes back on the next open — units,
+   * agents, conversations; `registerAgent` with a restored agent's name
+   * and tenant returns that agent. Locked while open: a second open
+   * throws `AGENTMEM_IO`. Default: none (RAM only).
+   */
+  dir?: string
 }
 /** The seed's `agent_mem_stats` figures. */
 export interface MemStats {
@@ -124,7 +132,9 @@ export declare class Store {
   stats(): MemStats
   /**
    * Close the store: every later call on it (and on agents using it)
-   * throws `AGENTMEM_CLOSED`.
+   * throws `AGENTMEM_CLOSED`. A store in a directory is checkpointed
+   * first; if that fails this throws (`AGENTMEM_IO`) and the store is
+   * closed all the same.
    */
   close(): void
   /** Whether `close()` ran. */

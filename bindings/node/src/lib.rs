@@ -112,6 +112,12 @@ pub struct EmbeddedStoreOptions {
     pub hot_budget: Option<i64>,
     /// Largest unit or message accepted. Default: 1 GiB.
     pub max_unit_size: Option<i64>,
+    /// Directory of a persistent store (created if missing): what was
+    /// written there and `close()`d comes back on the next open — units,
+    /// agents, conversations; `registerAgent` with a restored agent's name
+    /// and tenant returns that agent. Locked while open: a second open
+    /// throws `AGENTMEM_IO`. Default: none (RAM only).
+    pub dir: Option<String>,
 }
 
 /// The seed's `agent_mem_stats` figures.
@@ -204,6 +210,7 @@ impl Store {
             ram_budget: size(o.ram_budget, "ramBudget")?.unwrap_or(d.ram_budget),
             hot_budget: size(o.hot_budget, "hotBudget")?,
             max_unit_size: size(o.max_unit_size, "maxUnitSize")?.unwrap_or(d.max_unit_size),
+            dir: o.dir.map(std::path::PathBuf::from),
         };
         Ok(Store {
             mem: Memory::embedded(&opts).map_err(js)?,
@@ -408,10 +415,12 @@ impl Store {
     }
 
     /// Close the store: every later call on it (and on agents using it)
-    /// throws `AGENTMEM_CLOSED`.
+    /// throws `AGENTMEM_CLOSED`. A store in a directory is checkpointed
+    /// first; if that fails this throws (`AGENTMEM_IO`) and the store is
+    /// closed all the same.
     #[napi]
-    pub fn close(&self) {
-        self.mem.close();
+    pub fn close(&self) -> Result<()> {
+        self.mem.close().map_err(js)
     }
 
     /// Whether `close()` ran.

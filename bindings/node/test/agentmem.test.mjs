@@ -146,3 +146,41 @@ test('new AgentMemory shares the process default store', () => {
   x.release();
   y.release();
 });
+
+test('embedded store in a directory: write, close, reopen, read back', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const root = mkdtempSync(join(tmpdir(), 'agentmem-node-'));
+  const dir = join(root, 'store');
+  try {
+    const big = Buffer.alloc(60000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 131) ^ (i >> 5);
+    let store = Store.embedded({ dir });
+    // Locked while open.
+    expectCode(() => Store.embedded({ dir }), 'AGENTMEM_IO', /already opened/);
+    let a = store.registerAgent('keeper', 'team');
+    const id = store.put(a, 'tool_result', big);
+    const text = store.put(a, 'blob', 'héllo ✓');
+    const conv = store.createConversation(a);
+    for (let i = 0; i < 12; i++) store.append(conv, `message ${i}`);
+    store.append(conv, Buffer.from([0, 255, 1]));
+    store.close();
+
+    store = Store.embedded({ dir });
+    a = store.registerAgent('keeper', 'team'); // the restored agent
+    assert.ok(store.get(a, id).equals(big));
+    assert.equal(store.getString(a, text), 'héllo ✓');
+    assert.equal(store.conversationLength(conv), 13);
+    const msgs = store.readMessages(conv);
+    assert.equal(msgs[5].toString(), 'message 5');
+    assert.ok(msgs[12].equals(Buffer.from([0, 255, 1])));
+    // Another tenant's agent of the same name is someone else.
+    const stranger = store.registerAgent('keeper', 'other');
+    expectCode(() => store.get(stranger, id), 'AGENTMEM_ACCESS_DENIED');
+    store.close();
+    expectCode(() => Store.embedded({ dir: '' }), 'AGENTMEM_INVALID_ARGUMENT');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

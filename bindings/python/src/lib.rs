@@ -139,11 +139,16 @@ impl Store {
 impl Store {
     /// A new embedded store in this process. Sizes in bytes; `None` means
     /// the default (RAM budget 256 MiB, hot budget chosen by the store,
-    /// largest unit 1 GiB).
+    /// largest unit 1 GiB). With `path`, the store lives in that directory
+    /// (created if missing): what was written there and closed comes back
+    /// on the next open, and `register_agent` with a restored agent's name
+    /// and tenant returns that agent. The directory is locked while open
+    /// (a second open raises `TransportError`). Default: RAM only.
     #[staticmethod]
-    #[pyo3(signature = (*, ram_budget=None, hot_budget=None, max_unit_size=None))]
+    #[pyo3(signature = (path=None, *, ram_budget=None, hot_budget=None, max_unit_size=None))]
     fn embedded(
         py: Python<'_>,
+        path: Option<PathBuf>,
         ram_budget: Option<u64>,
         hot_budget: Option<u64>,
         max_unit_size: Option<u64>,
@@ -165,8 +170,11 @@ impl Store {
             ram_budget: ram_budget.unwrap_or(d.ram_budget),
             hot_budget,
             max_unit_size: max_unit_size.unwrap_or(d.max_unit_size),
+            dir: path,
         };
-        let mem = Memory::embedded(&opts).map_err(|e| raise(py, e))?;
+        let mem = py
+            .allow_threads(|| Memory::embedded(&opts))
+            .map_err(|e| raise(py, e))?;
         Ok(Store { mem })
     }
 
@@ -346,10 +354,14 @@ impl Store {
         })
     }
 
-    /// Close the store; later calls raise `ClosedError`. Closing twice is
-    /// harmless.
-    fn close(&self) {
-        self.mem.close();
+    /// Close the store; later calls raise `ClosedError`. A store in a
+    /// directory is checkpointed first; if that fails this raises
+    /// (`TransportError`) and the store is closed all the same. Closing
+    /// twice is harmless.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mem = self.mem.clone();
+        py.allow_threads(move || mem.close())
+            .map_err(|e| raise(py, e))
     }
 
     /// Whether `close()` ran.
@@ -363,9 +375,9 @@ impl Store {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.mem.close();
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {

@@ -181,3 +181,34 @@ def test_threads_share_a_store():
         for t in threads:
             t.join(timeout=60)
         assert store.stats().total_allocated > 0
+
+
+def test_store_in_a_directory_survives_close_and_reopen(tmp_path):
+    path = tmp_path / "store"
+    big = bytes(((i * 131) ^ (i >> 5)) & 0xFF for i in range(60000))
+    with Store.embedded(path) as store:
+        # Locked while open.
+        with pytest.raises(errors.TransportError, match="already opened"):
+            Store.embedded(path)
+        a = store.register_agent("keeper", "team")
+        unit = store.put(a, "tool_result", big)
+        text = store.put(a, "blob", "héllo ✓")
+        c = store.create_conversation(a)
+        for i in range(12):
+            store.append(c, f"message {i}")
+        store.append(c, b"\x00\xff\x01")
+    assert store.closed
+
+    with Store.embedded(str(path)) as store:
+        a = store.register_agent("keeper", "team")  # the restored agent
+        assert store.get(a, unit) == big
+        assert store.get_text(a, text) == "héllo ✓"
+        assert store.conversation_len(c) == 13
+        msgs = store.read_messages(c)
+        assert msgs[5] == b"message 5"
+        assert msgs[12] == b"\x00\xff\x01"
+        stranger = store.register_agent("keeper", "other")
+        with pytest.raises(errors.AccessDeniedError):
+            store.get(stranger, unit)
+    with pytest.raises(errors.InvalidArgumentError):
+        Store.embedded("")

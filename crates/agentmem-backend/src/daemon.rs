@@ -149,14 +149,27 @@ impl DaemonBackend {
     }
 
     fn conversation(&self, c: ConversationId) -> Result<Arc<Mutex<Client>>> {
-        let agent = self
-            .conversations
+        let unknown = || Error::Store(agentmem_core::Error::UnknownConversation(c));
+        let known = self.conversations.read().get(&c.0).copied();
+        if let Some(agent) = known {
+            return self.client(AgentId(agent)).map_err(|_| unknown());
+        }
+        // Not created through this backend: a conversation of an agent that
+        // reattached (after its process or the daemon restarted). The daemon
+        // answers only the owner's connection, so ask each agent's once.
+        let agents: Vec<(u32, Arc<Mutex<Client>>)> = self
+            .agents
             .read()
-            .get(&c.0)
-            .copied()
-            .ok_or(Error::Store(agentmem_core::Error::UnknownConversation(c)))?;
-        self.client(AgentId(agent))
-            .map_err(|_| Error::Store(agentmem_core::Error::UnknownConversation(c)))
+            .iter()
+            .map(|(a, c)| (*a, c.clone()))
+            .collect();
+        for (agent, client) in agents {
+            if client.lock().conversation_len(c).is_ok() {
+                self.conversations.write().insert(c.0, agent);
+                return Ok(client);
+            }
+        }
+        Err(unknown())
     }
 
     /// Refuse data that cannot fit in one frame before sending it: the

@@ -1,12 +1,16 @@
 //! The store in this process.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use agentmem_core::{
     AgentId, AgentState, ContentId, ConversationId, Importance, Kind, MemStats, Store, TenantId,
     Visibility, DEFAULT_MAX_UNIT_SIZE,
 };
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use crate::{Backend, Result};
 
@@ -20,6 +24,11 @@ pub struct EmbeddedOptions {
     pub hot_budget: Option<u64>,
     /// Largest unit or message accepted. Default: 1 GiB.
     pub max_unit_size: u64,
+    /// Directory of a persistent store: opened (created if missing, its
+    /// last checkpoint restored) and locked against other processes;
+    /// checkpointed by [`crate::Memory::close`]. `None`: RAM only.
+    /// Default: `None`.
+    pub dir: Option<PathBuf>,
 }
 
 impl Default for EmbeddedOptions {
@@ -28,15 +37,28 @@ impl Default for EmbeddedOptions {
             ram_budget: 256 << 20,
             hot_budget: None,
             max_unit_size: DEFAULT_MAX_UNIT_SIZE,
+            dir: None,
         }
     }
 }
 
+/// Restored agents by (tenant, name).
+type Restored = HashMap<(String, String), Vec<AgentId>>;
+
 /// An [`agentmem_core::Store`] owned by this process: many agents, one
 /// process, no daemon.
+///
+/// With a directory, agents restored from it wait to be claimed: the first
+/// [`Backend::register_agent`] of the same name and tenant gets the restored
+/// agent back (its units and conversations, state `Active`), so a program
+/// that registers its agents the same way after a restart finds their
+/// memory again.
 #[derive(Clone, Debug)]
 pub struct EmbeddedBackend {
     store: Store,
+    persistent: bool,
+    /// Restored agents not claimed yet, by (tenant, name), oldest first.
+    restored: Arc<Mutex<Restored>>,
 }
 
 impl EmbeddedBackend {
@@ -48,7 +70,55 @@ impl EmbeddedBackend {
         if let Some(h) = options.hot_budget {
             b = b.hot_budget(h);
         }
-        Ok(EmbeddedBackend { store: b.build()? })
+        let Some(dir) = &options.dir else {
+            return Ok(EmbeddedBackend {
+                store: b.build()?,
+                persistent: false,
+                restored: Arc::default(),
+            });
+        };
+        if dir.as_os_str().is_empty() {
+            return Err(crate::Error::InvalidArgument(
+                "the store directory is empty: pass a directory path, or none for RAM only".into(),
+            ));
+        }
+        // The agents' private units live here: only this user may read a
+        // directory made for them.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    crate::Error::Store(agentmem_core::Error::Cold(std::io::Error::new(
+                        e.kind(),
+                        format!("creating the store directory {}: {e}", dir.display()),
+                    )))
+                })?;
+        }
+        let store = b.open(dir)?;
+        let mut restored = Restored::new();
+        for a in store.agents() {
+            restored
+                .entry((a.tenant.0.clone(), a.name.clone()))
+                .or_default()
+                .push(a.id);
+        }
+        for v in restored.values_mut() {
+            // Popped from the end: oldest first.
+            v.reverse();
+        }
+        Ok(EmbeddedBackend {
+            store,
+            persistent: true,
+            restored: Arc::new(Mutex::new(restored)),
+        })
+    }
+
+    /// Whether the store lives in a directory.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
     }
 
     /// The store, for callers that want all of it.
@@ -63,6 +133,16 @@ impl Backend for EmbeddedBackend {
     }
 
     fn register_agent(&self, name: &str, tenant: &str, importance: u8) -> Result<AgentId> {
+        let claimed = self
+            .restored
+            .lock()
+            .get_mut(&(tenant.to_string(), name.to_string()))
+            .and_then(Vec::pop);
+        if let Some(id) = claimed {
+            self.store.set_importance(id, Importance(importance))?;
+            self.set_state(id, AgentState::Active)?;
+            return Ok(id);
+        }
         Ok(self
             .store
             .register_agent(name, &TenantId::new(tenant), Importance(importance))?)
@@ -128,6 +208,13 @@ impl Backend for EmbeddedBackend {
 
     fn mem_stats(&self) -> Result<MemStats> {
         Ok(self.store.stats().mem)
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.persistent {
+            self.store.checkpoint()?;
+        }
+        Ok(())
     }
 }
 

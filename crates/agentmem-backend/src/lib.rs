@@ -75,6 +75,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn delete_conversation(&self, conversation: ConversationId) -> Result<()>;
     /// The seed's summary figures.
     fn mem_stats(&self) -> Result<MemStats>;
+    /// Make what was written durable before the backend goes away (an
+    /// embedded store in a directory checkpoints); nothing for the others.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A binding's handle on a store: a [`Backend`] that can be closed.
@@ -114,10 +119,16 @@ impl Memory {
     }
 
     /// Close: every later call through any clone fails with
-    /// [`ErrorKind::Closed`]. The store itself is freed when the last call
+    /// [`ErrorKind::Closed`]. An embedded store in a directory is
+    /// checkpointed first (an error says the last writes may be lost); the
+    /// store itself is freed, and its directory unlocked, when the last call
     /// still running returns. Closing twice is harmless.
-    pub fn close(&self) {
-        self.inner.write().take();
+    pub fn close(&self) -> Result<()> {
+        let backend = self.inner.write().take();
+        match backend {
+            Some(b) => b.close(),
+            None => Ok(()),
+        }
     }
 
     /// Whether [`Memory::close`] ran.
@@ -184,7 +195,7 @@ mod tests {
         let b = m.backend().unwrap();
         let a = b.register_agent("a", "t", 50).unwrap();
         let clone = m.clone();
-        m.close();
+        m.close().unwrap();
         assert!(clone.is_closed());
         assert_eq!(clone.backend().unwrap_err().kind(), ErrorKind::Closed);
         // A call already holding the backend still completes.

@@ -25,6 +25,7 @@ impl TestDaemon {
             socket: socket.clone(),
             max_frame: 256 * 1024,
             workers: 2,
+            data_dir: PathBuf::new(),
             ..Default::default()
         };
         cfg.store.max_unit_size = agentmem_daemon::config::Size(64 * 1024);
@@ -177,7 +178,7 @@ fn embedded_backend_keeps_the_contract() {
     })
     .unwrap();
     conformance(&*m.backend().unwrap(), 64 * 1024);
-    m.close();
+    m.close().unwrap();
     assert_eq!(m.backend().unwrap_err().kind(), ErrorKind::Closed);
 }
 
@@ -211,6 +212,109 @@ fn daemon_backend_keeps_the_contract() {
         "{e} ({:?})",
         e.kind()
     );
-    m.close();
+    m.close().unwrap();
     assert_eq!(m.backend().unwrap_err().kind(), ErrorKind::Closed);
+}
+
+#[test]
+fn embedded_store_in_a_directory_survives_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EmbeddedOptions {
+        dir: Some(dir.path().join("store")),
+        max_unit_size: 256 * 1024,
+        ..Default::default()
+    };
+    // Also runs the whole contract on a persistent store.
+    let m = Memory::embedded(&opts).unwrap();
+    conformance(&*m.backend().unwrap(), 256 * 1024);
+    let b = m.backend().unwrap();
+    let big: Vec<u8> = (0..100_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
+    let a = b.register_agent("keeper", "t", 80).unwrap();
+    let other = b.register_agent("keeper", "other-tenant", 10).unwrap();
+    let id = b
+        .put(a, Kind::ToolResult, &big, Visibility::Private)
+        .unwrap();
+    let small = b
+        .put(other, Kind::Blob, b"\x00\x01other", Visibility::Private)
+        .unwrap();
+    let c = b.create_conversation(a).unwrap();
+    for i in 0..20u8 {
+        b.append(c, &[i; 33]).unwrap();
+    }
+    drop(b);
+    // A second open of the same directory while it is in use fails clearly.
+    let e = Memory::embedded(&opts).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("already opened"), "{e}");
+    m.close().unwrap();
+
+    let m = Memory::embedded(&opts).unwrap();
+    let b = m.backend().unwrap();
+    // Registering the same name and tenant claims the restored agent.
+    let a2 = b.register_agent("keeper", "t", 80).unwrap();
+    assert_eq!(a2, a);
+    assert_eq!(&b.get(a2, &id).unwrap()[..], &big[..]);
+    assert_eq!(b.conversation_len(c).unwrap(), 20);
+    let msgs = b.read_messages(c, 0..20).unwrap();
+    assert!(msgs.iter().enumerate().all(|(i, m)| m[..] == [i as u8; 33]));
+    let o2 = b.register_agent("keeper", "other-tenant", 10).unwrap();
+    assert_eq!(o2, other);
+    assert_eq!(&b.get(o2, &small).unwrap()[..], b"\x00\x01other");
+    // A third registration of the name is a new agent.
+    let fresh = b.register_agent("keeper", "t", 80).unwrap();
+    assert_ne!(fresh, a);
+    assert_eq!(
+        b.get(fresh, &id).unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+    m.close().unwrap();
+
+    let e = Memory::embedded(&EmbeddedOptions {
+        dir: Some(PathBuf::new()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
+
+#[test]
+fn daemon_backend_finds_the_conversations_of_a_reattached_agent() {
+    let mut d = TestDaemon::start();
+    let m = Memory::connect(&d.socket).unwrap();
+    let b = m.backend().unwrap();
+    let a = b.register_agent("returning", "t", 50).unwrap();
+    let c = b.create_conversation(a).unwrap();
+    b.append(c, b"first").unwrap();
+    m.close().unwrap();
+    drop(b);
+    // A new process (backend) for the same agent, within the grace time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (m, b, a2) = loop {
+        let m = Memory::connect(&d.socket).unwrap();
+        let b = m.backend().unwrap();
+        match b.register_agent("returning", "t", 50) {
+            Ok(a2) => break (m, b, a2),
+            // The daemon may not have seen the old connection close yet.
+            Err(e) if e.kind() == ErrorKind::AccessDenied && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(a2, a);
+    let other = b.register_agent("bystander", "t", 50).unwrap();
+    let _ = b.create_conversation(other).unwrap();
+    assert_eq!(b.conversation_len(c).unwrap(), 1);
+    assert_eq!(b.append(c, b"second").unwrap(), 1);
+    let msgs = b.read_messages(c, 0..2).unwrap();
+    assert_eq!(
+        (&msgs[0][..], &msgs[1][..]),
+        (&b"first"[..], &b"second"[..])
+    );
+    assert_eq!(
+        b.conversation_len(ConversationId(4242)).unwrap_err().kind(),
+        ErrorKind::UnknownConversation
+    );
+    m.close().unwrap();
+    d.shutdown();
 }

@@ -13,6 +13,11 @@
 
 
 /*
+ Bytes of a unit id as text: 64 hex digits and the terminating NUL.
+ */
+#define AGENTMEM_ID_LEN 65
+
+/*
  Result of every call. The numbers are stable.
  */
 enum agentmem_result
@@ -304,6 +309,24 @@ agentmem_result agentmem_open_embedded(const struct agentmem_embedded_options *o
                                        struct agentmem_ctx *out);
 
 /*
+ Open an embedded store kept in the directory `dir` (created if
+ missing): what an earlier context wrote there and closed with
+ `agentmem_close` comes back — units, agents, conversations. Registering
+ an agent under the name and tenant of a restored agent gets that agent
+ back with its units. The directory is locked: a second open (in this or
+ another process) fails with `AGENTMEM_IO` and a message saying so.
+ `options` may be NULL for the defaults.
+
+ # Safety
+ `dir` is a NUL-terminated string; `options` is NULL or points to a
+ valid `agentmem_embedded_options`; `out` points to a writable
+ `agentmem_ctx`.
+ */
+agentmem_result agentmem_open_dir(const char *dir,
+                                  const struct agentmem_embedded_options *options,
+                                  struct agentmem_ctx *out);
+
+/*
  Connect to agentmemd listening on the Unix socket `socket_path`. Each
  agent registered in this context gets its own connection (the daemon
  binds a connection to one agent). `AGENTMEM_NOT_RUNNING` if no daemon
@@ -318,7 +341,10 @@ agentmem_result agentmem_connect(const char *socket_path, struct agentmem_ctx *o
 /*
  Close a context: every handle of it becomes invalid and the store's
  memory is freed (an embedded store) or the connection closed (daemon).
- Closing a closed context gives `AGENTMEM_CLOSED`.
+ A store opened with `agentmem_open_dir` is checkpointed first; if that
+ fails the result says so (`AGENTMEM_IO`: the last writes may be lost),
+ and the context is closed all the same. Closing a closed context gives
+ `AGENTMEM_CLOSED`.
  */
 agentmem_result agentmem_close(struct agentmem_ctx ctx);
 
@@ -332,7 +358,10 @@ agentmem_result agent_stats(struct agentmem_ctx ctx, struct agent_mem_stats *out
 
 /*
  Register an agent named `name` of tenant `tenant` (NULL: "default").
- Agents of one tenant deduplicate their private units together.
+ Agents of one tenant deduplicate their private units together. In a
+ store opened with `agentmem_open_dir`, the first registration of the
+ name and tenant of an agent restored from the directory gets that agent
+ back, with its units and conversations.
 
  # Safety
  `name` and `tenant` are NULL or NUL-terminated strings; `out` points to
@@ -423,6 +452,33 @@ agentmem_result agent_share(struct agentmem_smu handle,
 agentmem_result agent_free(struct agentmem_smu handle);
 
 /*
+ Write the unit's id, 64 hex digits and a NUL, to `out` (at least
+ `AGENTMEM_ID_LEN` bytes). Ids stay valid across a close and reopen of a
+ store directory (`agentmem_open_dir`); `agent_smu_find` turns one back
+ into a handle.
+
+ # Safety
+ `out` points to `AGENTMEM_ID_LEN` writable bytes.
+ */
+agentmem_result agent_smu_id(struct agentmem_smu handle, char *out);
+
+/*
+ A handle on the unit with id `id` (as `agent_smu_id` wrote it) for
+ `agent`, which must be allowed to read it — typically a unit the agent
+ stored before its store directory was closed and reopened.
+ `agent_free` on the handle drops one of the agent's references, as for
+ the handle `agent_alloc_smu` gave. `AGENTMEM_UNKNOWN_UNIT` or
+ `AGENTMEM_ACCESS_DENIED` otherwise.
+
+ # Safety
+ `id` is a NUL-terminated string; `out` points to a writable
+ `agentmem_smu`.
+ */
+agentmem_result agent_smu_find(struct agentmem_agent agent,
+                               const char *id,
+                               struct agentmem_smu *out);
+
+/*
  Bring a unit to the hot tier now (it will be read soon).
  */
 agentmem_result agent_mark_hot(struct agentmem_smu handle);
@@ -434,6 +490,28 @@ agentmem_result agent_mark_hot(struct agentmem_smu handle);
  `out` points to a writable `agentmem_conversation`.
  */
 agentmem_result agent_conversation_open(struct agentmem_agent agent,
+                                        struct agentmem_conversation *out);
+
+/*
+ The conversation's id: stable across a close and reopen of a store
+ directory; `agent_conversation_find` turns it back into a handle.
+
+ # Safety
+ `id` points to a writable `uint32_t`.
+ */
+agentmem_result agent_conversation_id(struct agentmem_conversation conv, uint32_t *id);
+
+/*
+ A handle on the existing conversation `id` (from
+ `agent_conversation_id`) of `agent` — typically one it kept in a store
+ directory that was closed and reopened. `AGENTMEM_UNKNOWN_CONVERSATION`
+ if there is none.
+
+ # Safety
+ `out` points to a writable `agentmem_conversation`.
+ */
+agentmem_result agent_conversation_find(struct agentmem_agent agent,
+                                        uint32_t id,
                                         struct agentmem_conversation *out);
 
 /*

@@ -314,29 +314,67 @@ pub unsafe extern "C" fn agentmem_open_embedded(
     options: *const agentmem_embedded_options,
     out: *mut agentmem_ctx,
 ) -> agentmem_result {
+    // SAFETY: forwarded caller contract.
+    ffi(|| unsafe { open_embedded_in(None, options, out) })
+}
+
+/// Open an embedded store kept in the directory `dir` (created if
+/// missing): what an earlier context wrote there and closed with
+/// `agentmem_close` comes back — units, agents, conversations. Registering
+/// an agent under the name and tenant of a restored agent gets that agent
+/// back with its units. The directory is locked: a second open (in this or
+/// another process) fails with `AGENTMEM_IO` and a message saying so.
+/// `options` may be NULL for the defaults.
+///
+/// # Safety
+/// `dir` is a NUL-terminated string; `options` is NULL or points to a
+/// valid `agentmem_embedded_options`; `out` points to a writable
+/// `agentmem_ctx`.
+#[no_mangle]
+pub unsafe extern "C" fn agentmem_open_dir(
+    dir: *const c_char,
+    options: *const agentmem_embedded_options,
+    out: *mut agentmem_ctx,
+) -> agentmem_result {
     ffi(|| {
         // SAFETY: caller contract.
-        let out = unsafe { c_out(out, "out") }?;
-        // SAFETY: NULL checked by `as_ref`; otherwise valid by contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
-        let d = EmbeddedOptions::default();
-        let opts = EmbeddedOptions {
-            ram_budget: if o.ram_budget == 0 {
-                d.ram_budget
-            } else {
-                o.ram_budget
-            },
-            hot_budget: (o.hot_budget != 0).then_some(o.hot_budget),
-            max_unit_size: if o.max_unit_size == 0 {
-                DEFAULT_MAX_UNIT_SIZE
-            } else {
-                o.max_unit_size
-            },
-        };
-        let m = Memory::embedded(&opts)?;
-        out.opaque = REGISTRY.lock().ctxs.insert(m);
-        Ok(())
+        let dir = unsafe { c_str(dir, "dir") }?;
+        // SAFETY: forwarded caller contract.
+        unsafe { open_embedded_in(Some(std::path::PathBuf::from(dir)), options, out) }
     })
+}
+
+/// The body of both opens, inside their panic boundary.
+///
+/// # Safety
+/// As for `agentmem_open_dir`.
+unsafe fn open_embedded_in(
+    dir: Option<std::path::PathBuf>,
+    options: *const agentmem_embedded_options,
+    out: *mut agentmem_ctx,
+) -> Result<(), Fail> {
+    // SAFETY: caller contract.
+    let out = unsafe { c_out(out, "out") }?;
+    // SAFETY: NULL checked by `as_ref`; otherwise valid by contract.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
+    let d = EmbeddedOptions::default();
+    let opts = EmbeddedOptions {
+        ram_budget: if o.ram_budget == 0 {
+            d.ram_budget
+        } else {
+            o.ram_budget
+        },
+        hot_budget: (o.hot_budget != 0).then_some(o.hot_budget),
+        max_unit_size: if o.max_unit_size == 0 {
+            DEFAULT_MAX_UNIT_SIZE
+        } else {
+            o.max_unit_size
+        },
+        dir,
+    };
+    let m = Memory::embedded(&opts)?;
+    out.opaque = REGISTRY.lock().ctxs.insert(m);
+    Ok(())
 }
 
 /// Connect to agentmemd listening on the Unix socket `socket_path`. Each
@@ -365,7 +403,10 @@ pub unsafe extern "C" fn agentmem_connect(
 
 /// Close a context: every handle of it becomes invalid and the store's
 /// memory is freed (an embedded store) or the connection closed (daemon).
-/// Closing a closed context gives `AGENTMEM_CLOSED`.
+/// A store opened with `agentmem_open_dir` is checkpointed first; if that
+/// fails the result says so (`AGENTMEM_IO`: the last writes may be lost),
+/// and the context is closed all the same. Closing a closed context gives
+/// `AGENTMEM_CLOSED`.
 #[no_mangle]
 pub extern "C" fn agentmem_close(ctx: agentmem_ctx) -> agentmem_result {
     ffi(|| {
@@ -382,7 +423,7 @@ pub extern "C" fn agentmem_close(ctx: agentmem_ctx) -> agentmem_result {
         };
         reg.drop_ctx(ctx.opaque);
         drop(reg);
-        m.close();
+        m.close()?;
         Ok(())
     })
 }
@@ -415,7 +456,10 @@ pub unsafe extern "C" fn agent_stats(
 // ---- agents -------------------------------------------------------------
 
 /// Register an agent named `name` of tenant `tenant` (NULL: "default").
-/// Agents of one tenant deduplicate their private units together.
+/// Agents of one tenant deduplicate their private units together. In a
+/// store opened with `agentmem_open_dir`, the first registration of the
+/// name and tenant of an agent restored from the directory gets that agent
+/// back, with its units and conversations.
 ///
 /// # Safety
 /// `name` and `tenant` are NULL or NUL-terminated strings; `out` points to
@@ -638,6 +682,68 @@ pub extern "C" fn agent_free(handle: agentmem_smu) -> agentmem_result {
     })
 }
 
+/// Bytes of a unit id as text: 64 hex digits and the terminating NUL.
+pub const AGENTMEM_ID_LEN: usize = 65;
+
+/// Write the unit's id, 64 hex digits and a NUL, to `out` (at least
+/// `AGENTMEM_ID_LEN` bytes). Ids stay valid across a close and reopen of a
+/// store directory (`agentmem_open_dir`); `agent_smu_find` turns one back
+/// into a handle.
+///
+/// # Safety
+/// `out` points to `AGENTMEM_ID_LEN` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn agent_smu_id(handle: agentmem_smu, out: *mut c_char) -> agentmem_result {
+    ffi(|| {
+        // SAFETY: caller contract (non-NULL checked by `c_out`).
+        let out = unsafe { c_out(out, "out") }?;
+        let (_, e) = smu_entry(handle)?;
+        let hex = e.id.to_hex();
+        debug_assert_eq!(hex.len() + 1, AGENTMEM_ID_LEN);
+        // SAFETY: `out` has AGENTMEM_ID_LEN writable bytes by contract; the
+        // hex text is 64 bytes, then the NUL.
+        unsafe {
+            let p = std::ptr::from_mut(out).cast::<u8>();
+            std::ptr::copy_nonoverlapping(hex.as_ptr(), p, hex.len());
+            *p.add(hex.len()) = 0;
+        }
+        Ok(())
+    })
+}
+
+/// A handle on the unit with id `id` (as `agent_smu_id` wrote it) for
+/// `agent`, which must be allowed to read it — typically a unit the agent
+/// stored before its store directory was closed and reopened.
+/// `agent_free` on the handle drops one of the agent's references, as for
+/// the handle `agent_alloc_smu` gave. `AGENTMEM_UNKNOWN_UNIT` or
+/// `AGENTMEM_ACCESS_DENIED` otherwise.
+///
+/// # Safety
+/// `id` is a NUL-terminated string; `out` points to a writable
+/// `agentmem_smu`.
+#[no_mangle]
+pub unsafe extern "C" fn agent_smu_find(
+    agent: agentmem_agent,
+    id: *const c_char,
+    out: *mut agentmem_smu,
+) -> agentmem_result {
+    ffi(|| {
+        // SAFETY: caller contract.
+        let out = unsafe { c_out(out, "out") }?;
+        // SAFETY: caller contract.
+        let id = agentmem_backend::parse_content_id(unsafe { c_str(id, "id") }?)?;
+        let (m, e) = agent_entry(agent)?;
+        let size = m.backend()?.get(e.agent, &id)?.len() as u64;
+        out.opaque = REGISTRY.lock().smus.insert(SmuEntry {
+            ctx: e.ctx,
+            agent: e.agent,
+            id,
+            size,
+        });
+        Ok(())
+    })
+}
+
 /// Bring a unit to the hot tier now (it will be read soon).
 #[no_mangle]
 pub extern "C" fn agent_mark_hot(handle: agentmem_smu) -> agentmem_result {
@@ -664,6 +770,53 @@ pub unsafe extern "C" fn agent_conversation_open(
         let out = unsafe { c_out(out, "out") }?;
         let (m, e) = agent_entry(agent)?;
         let conv = m.backend()?.create_conversation(e.agent)?;
+        out.opaque = REGISTRY.lock().convs.insert(ConvEntry {
+            ctx: e.ctx,
+            agent: e.agent,
+            conv,
+        });
+        Ok(())
+    })
+}
+
+/// The conversation's id: stable across a close and reopen of a store
+/// directory; `agent_conversation_find` turns it back into a handle.
+///
+/// # Safety
+/// `id` points to a writable `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn agent_conversation_id(
+    conv: agentmem_conversation,
+    id: *mut u32,
+) -> agentmem_result {
+    ffi(|| {
+        // SAFETY: caller contract.
+        let id = unsafe { c_out(id, "id") }?;
+        let (_, e) = conv_entry(conv)?;
+        *id = e.conv.0;
+        Ok(())
+    })
+}
+
+/// A handle on the existing conversation `id` (from
+/// `agent_conversation_id`) of `agent` — typically one it kept in a store
+/// directory that was closed and reopened. `AGENTMEM_UNKNOWN_CONVERSATION`
+/// if there is none.
+///
+/// # Safety
+/// `out` points to a writable `agentmem_conversation`.
+#[no_mangle]
+pub unsafe extern "C" fn agent_conversation_find(
+    agent: agentmem_agent,
+    id: u32,
+    out: *mut agentmem_conversation,
+) -> agentmem_result {
+    ffi(|| {
+        // SAFETY: caller contract.
+        let out = unsafe { c_out(out, "out") }?;
+        let (m, e) = agent_entry(agent)?;
+        let conv = agentmem_backend::ConversationId(id);
+        m.backend()?.conversation_len(conv)?;
         out.opaque = REGISTRY.lock().convs.insert(ConvEntry {
             ctx: e.ctx,
             agent: e.agent,

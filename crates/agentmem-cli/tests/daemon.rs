@@ -21,7 +21,7 @@ fn daemon_subcommand_serves_and_stats_prints_table_and_json() {
     let socket = dir.path().join("s.sock");
     let _daemon = Child(
         Command::new(env!("CARGO_BIN_EXE_agentmem"))
-            .args(["daemon", "--log", "warn", "--socket"])
+            .args(["daemon", "--log", "warn", "--ram-only", "--socket"])
             .arg(&socket)
             .stdout(Stdio::null())
             .spawn()
@@ -67,7 +67,9 @@ fn daemon_subcommand_serves_and_stats_prints_table_and_json() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("system_prompt") && text.contains("cli-agent"),
+        text.contains("system_prompt")
+            && text.contains("cli-agent")
+            && text.contains("data: RAM only"),
         "{text}"
     );
 

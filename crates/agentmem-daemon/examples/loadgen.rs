@@ -140,6 +140,8 @@ fn main() {
     let cfg = agentmem_daemon::Config {
         socket: socket.clone(),
         log: "warn".into(),
+        // RAM only, like the embedded store it is compared with.
+        data_dir: std::path::PathBuf::new(),
         ..Default::default()
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

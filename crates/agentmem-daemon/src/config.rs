@@ -108,6 +108,19 @@ pub struct Config {
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default: "info".
     pub log: String,
+    /// Directory of the persistent store (cold tier and checkpoints). The
+    /// daemon opens the store from it at start and checkpoints it on
+    /// shutdown, so a restart brings back units, agents, their states and
+    /// conversations; one daemon per directory (it is locked). An empty
+    /// string keeps everything in RAM only (lost on exit). Default: see
+    /// [`crate::default_data_dir`] (`$STATE_DIRECTORY`, else
+    /// `$XDG_STATE_HOME/agentmem`, else `/var/lib/agentmem` for root and
+    /// `~/.local/state/agentmem` for other users).
+    pub data_dir: PathBuf,
+    /// Seconds between background checkpoints of the persistent store (a
+    /// crash loses at most this much work; a graceful stop loses nothing);
+    /// 0 = only at shutdown. Default: 30.
+    pub checkpoint_secs: f64,
     /// The store.
     pub store: StoreConfig,
     /// Tokens that name tenants. Default: none.
@@ -129,6 +142,8 @@ impl Default for Config {
             metrics: None,
             workers: 0,
             log: "info".into(),
+            data_dir: crate::default_data_dir(),
+            checkpoint_secs: 30.0,
             store: StoreConfig::default(),
             tokens: Vec::new(),
         }
@@ -163,6 +178,20 @@ impl Config {
             bail!(
                 "grace_secs = {} must be a finite number ≥ 0",
                 self.grace_secs
+            );
+        }
+        if !(self.checkpoint_secs >= 0.0 && self.checkpoint_secs.is_finite()) {
+            bail!(
+                "checkpoint_secs = {} must be a finite number ≥ 0",
+                self.checkpoint_secs
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            // RAM only.
+        } else if !self.data_dir.is_absolute() {
+            bail!(
+                "data_dir = {:?} must be an absolute path (or \"\" for RAM only)",
+                self.data_dir
             );
         }
         for (what, v) in [
@@ -245,6 +274,15 @@ mod tests {
         assert!(format!("{e:#}").contains("socket_mode"), "{e:#}");
         let e = Config::parse("[[tokens]]\ntoken = \"short\"\ntenant = \"a\"").unwrap_err();
         assert!(format!("{e:#}").contains("at least 16"), "{e:#}");
+        let e = Config::parse("data_dir = \"rel/dir\"").unwrap_err();
+        assert!(format!("{e:#}").contains("absolute"), "{e:#}");
+        let e = Config::parse("checkpoint_secs = -1").unwrap_err();
+        assert!(format!("{e:#}").contains("checkpoint_secs"), "{e:#}");
+        assert!(Config::parse("data_dir = \"\"")
+            .unwrap()
+            .data_dir
+            .as_os_str()
+            .is_empty());
     }
 
     #[test]
@@ -253,6 +291,7 @@ mod tests {
         let c = Config::parse(text).unwrap();
         let d = Config {
             socket: PathBuf::from("/run/agentmem/agentmem.sock"),
+            data_dir: PathBuf::from("/var/lib/agentmem"),
             ..Config::default()
         };
         assert_eq!(c, d);

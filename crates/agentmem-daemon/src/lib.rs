@@ -51,6 +51,37 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// The data directory used when none is configured: `$STATE_DIRECTORY`
+/// (set by systemd's `StateDirectory=`; its first entry), else
+/// `$XDG_STATE_HOME/agentmem`, else `/var/lib/agentmem` for root and
+/// `$HOME/.local/state/agentmem` for other users (the XDG default). A
+/// daemon is expected to keep its data across restarts; `--ram-only` (or
+/// `data_dir = ""`) opts out.
+pub fn default_data_dir() -> PathBuf {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("STATE_DIRECTORY") {
+        // systemd joins several StateDirectory= entries with ':'.
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if !first.is_empty() {
+            return PathBuf::from(first);
+        }
+    }
+    if let Some(d) = var("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("agentmem");
+    }
+    match var("HOME") {
+        Some(h) if !rustix::process::getuid().is_root() => {
+            PathBuf::from(h).join(".local/state/agentmem")
+        }
+        _ => PathBuf::from("/var/lib/agentmem"),
+    }
+}
+
 /// `agentmemd`'s command line. Flags override the configuration file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -92,6 +123,20 @@ pub struct Args {
     /// Log filter: error, warn, info, debug [default: info].
     #[arg(long)]
     pub log: Option<String>,
+    /// Data directory of the persistent store: opened at start, checkpointed
+    /// on SIGTERM/SIGINT, locked against a second daemon [default:
+    /// $STATE_DIRECTORY, else $XDG_STATE_HOME/agentmem, else
+    /// /var/lib/agentmem for root, ~/.local/state/agentmem for others].
+    #[arg(long, value_name = "DIR", conflicts_with = "ram_only")]
+    pub dir: Option<PathBuf>,
+    /// Keep everything in RAM only: nothing is written to disk and a restart
+    /// starts empty (same as `data_dir = ""`).
+    #[arg(long)]
+    pub ram_only: bool,
+    /// Seconds between background checkpoints; 0 = only at shutdown
+    /// [default: 30].
+    #[arg(long)]
+    pub checkpoint_secs: Option<f64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -137,6 +182,17 @@ impl Args {
         }
         if let Some(v) = &self.log {
             c.log = v.clone();
+        }
+        if let Some(v) = &self.dir {
+            // A relative --dir is taken from the working directory.
+            c.data_dir =
+                std::path::absolute(v).with_context(|| format!("--dir {}", v.display()))?;
+        }
+        if self.ram_only {
+            c.data_dir = PathBuf::new();
+        }
+        if let Some(v) = self.checkpoint_secs {
+            c.checkpoint_secs = v;
         }
         c.validate()?;
         Ok(c)
@@ -196,6 +252,60 @@ pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
+/// Build the store: in RAM, or opened from `data_dir` (restoring its last
+/// checkpoint), with the recovery logged.
+fn open_store(
+    builder: agentmem_core::StoreBuilder,
+    cfg: &Config,
+) -> anyhow::Result<agentmem_core::Store> {
+    let dir = &cfg.data_dir;
+    if dir.as_os_str().is_empty() {
+        tracing::info!("RAM only (no data_dir): nothing survives a restart");
+        return builder.build().context("building the store");
+    }
+    // Private units of every tenant live here: only the daemon's user may
+    // read it (systemd's StateDirectoryMode=0700 does the same).
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading the data directory {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data directory {} has mode {:o}: other users may read agents' private units; chmod 700 it",
+                dir.display(),
+                mode & 0o777
+            );
+        }
+    }
+    let every = (cfg.checkpoint_secs > 0.0).then(|| Duration::from_secs_f64(cfg.checkpoint_secs));
+    let store = builder
+        .checkpoint_every(every)
+        .open(dir)
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    match store.open_report() {
+        Some(r) if r.restored => tracing::info!(
+            "recovered {} in {:.1?} (cold tier {:.1?}): {} agents, {} units, {} conversations, {} orphan records deleted",
+            dir.display(),
+            r.elapsed,
+            r.cold_open,
+            r.agents,
+            r.units,
+            r.conversations,
+            r.orphans_deleted
+        ),
+        Some(r) => tracing::info!("new store in {} (opened in {:.1?})", dir.display(), r.elapsed),
+        None => {}
+    }
+    Ok(store)
+}
+
 /// Serve until `shutdown` becomes true, then stop accepting, let each
 /// connection finish the requests it has read, wait for them (up to
 /// `shutdown_timeout_secs`), and remove the socket.
@@ -206,12 +316,19 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
         builder = builder.hot_budget(h.0);
     }
     builder = builder.max_unit_size(cfg.store.max_unit_size.0);
-    let store = builder.build().context("building the store")?;
+    let store = open_store(builder, &cfg)?;
     let listener = server::bind(&cfg.socket, cfg.mode()?)?;
     let socket = cfg.socket.clone();
     let metrics_addr = cfg.metrics;
     let shutdown_timeout = Duration::from_secs_f64(cfg.shutdown_timeout_secs);
     let svc = Arc::new(service::Service::new(store, cfg));
+    let restored = svc.adopt_restored_agents();
+    if restored > 0 {
+        tracing::info!(
+            "{restored} agents from the data directory are idle until they reconnect; released after {}s otherwise",
+            svc.cfg.grace_secs
+        );
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let live = Arc::new(server::Live::default());
     let mut tasks = Vec::new();
@@ -256,6 +373,28 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
         let _ = t.await;
     }
     let _ = std::fs::remove_file(&socket);
+    if !svc.cfg.data_dir.as_os_str().is_empty() {
+        // Connections are done (or cut off): nothing changes the store now.
+        match svc.store.checkpoint() {
+            Ok(r) => tracing::info!(
+                "checkpoint of {}: {} units ({} bytes) written, image {} bytes, {} records deleted, in {:.1?}",
+                svc.cfg.data_dir.display(),
+                r.units_written,
+                r.bytes_written,
+                r.image_bytes,
+                r.deleted,
+                r.elapsed
+            ),
+            Err(e) => {
+                return Err(anyhow::anyhow!(e)).with_context(|| {
+                    format!(
+                        "final checkpoint of {} failed: work since the last checkpoint is lost",
+                        svc.cfg.data_dir.display()
+                    )
+                })
+            }
+        }
+    }
     let m = &svc.metrics;
     tracing::info!(
         "stopped: {} requests served, {} connections accepted",

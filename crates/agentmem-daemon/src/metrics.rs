@@ -95,6 +95,8 @@ pub struct Snapshot<'a> {
     pub segments: (u64, u64),
     /// The daemon's resident memory.
     pub rss: Option<u64>,
+    /// What opening the store from its data directory took, if it was.
+    pub recovery: Option<agentmem_core::OpenReport>,
 }
 
 impl std::fmt::Debug for Snapshot<'_> {
@@ -164,6 +166,10 @@ impl Metrics {
         let _ = writeln!(o, "# HELP agentmem_accounted_ram_bytes The store's estimate of its RAM.\n# TYPE agentmem_accounted_ram_bytes gauge\nagentmem_accounted_ram_bytes {}", st.accounted_ram_bytes);
         if let Some(rss) = snap.rss {
             let _ = writeln!(o, "# HELP agentmem_daemon_resident_bytes Resident memory of agentmemd.\n# TYPE agentmem_daemon_resident_bytes gauge\nagentmem_daemon_resident_bytes {rss}");
+        }
+        if let Some(r) = snap.recovery {
+            let _ = writeln!(o, "# HELP agentmem_recovery_seconds Wall time of opening the store from its data directory at start.\n# TYPE agentmem_recovery_seconds gauge\nagentmem_recovery_seconds {}", r.elapsed.as_secs_f64());
+            let _ = writeln!(o, "# HELP agentmem_recovered_units Units restored from the data directory at start.\n# TYPE agentmem_recovered_units gauge\nagentmem_recovered_units {}", r.units);
         }
         let _ = writeln!(
             o,
@@ -352,6 +358,7 @@ mod tests {
             connected: &|_| false,
             segments: (0, 0),
             rss: None,
+            recovery: None,
         });
         assert!(
             text.contains(
@@ -373,5 +380,20 @@ mod tests {
         );
         assert!(text.contains("agentmem_request_errors_total 1"));
         assert!(!text.contains("request=\"put\""));
+        assert!(!text.contains("agentmem_recovery_seconds"));
+        let text = m.render(&Snapshot {
+            stats: &stats,
+            connected: &|_| false,
+            segments: (0, 0),
+            rss: None,
+            recovery: Some(agentmem_core::OpenReport {
+                restored: true,
+                units: 7,
+                elapsed: Duration::from_millis(250),
+                ..Default::default()
+            }),
+        });
+        assert!(text.contains("agentmem_recovery_seconds 0.25\n"), "{text}");
+        assert!(text.contains("agentmem_recovered_units 7\n"), "{text}");
     }
 }

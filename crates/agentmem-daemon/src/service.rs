@@ -242,6 +242,40 @@ impl Service {
         Ok((session, reattached))
     }
 
+    /// After a store was opened from its data directory: every agent of the
+    /// image is disconnected now, so it goes `Idle` and is released after
+    /// the grace time unless a client reconnects under its name (and
+    /// tenant). Returns how many agents were adopted.
+    pub fn adopt_restored_agents(&self) -> usize {
+        let now = Instant::now();
+        let mut agents = self.agents.lock();
+        let mut n = 0;
+        for a in self.store.agents() {
+            let key = (a.tenant.0.clone(), a.name.clone());
+            if agents.contains_key(&key) {
+                // Two live agents of one name: only the daemon registers,
+                // and it keeps names unique, so this is a store written by
+                // something else; keep the first, release the other now.
+                tracing::warn!("{} duplicates agent {}/{}: released", a.id, key.0, key.1);
+                let _ = self.store.release_agent(a.id);
+                continue;
+            }
+            if a.state != AgentState::Idle {
+                let _ = self.store.set_state(a.id, AgentState::Idle);
+            }
+            agents.insert(
+                key,
+                AgentSlot {
+                    id: a.id,
+                    connected: false,
+                    detached_at: Some(now),
+                },
+            );
+            n += 1;
+        }
+        n
+    }
+
     /// The connection of `session` closed: its agent goes `Idle` and is
     /// released after the grace time unless it reconnects.
     pub fn detach(&self, session: &Session) {
@@ -637,6 +671,11 @@ impl Service {
                 segments,
                 segment_bytes,
                 uptime_secs: self.started.elapsed().as_secs(),
+                data_dir: self.cfg.data_dir.display().to_string(),
+                recovery_secs: self
+                    .store
+                    .open_report()
+                    .map_or(0.0, |r| r.elapsed.as_secs_f64()),
             },
         }
     }
@@ -650,6 +689,7 @@ impl Service {
             connected: &|a| connected.contains(&a),
             segments: self.segment_usage(),
             rss: crate::sys::own_rss(),
+            recovery: self.store.open_report(),
         })
     }
 }

@@ -467,6 +467,11 @@ pub struct DaemonReport {
     pub segment_bytes: u64,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// The data directory of the persistent store; empty for RAM only.
+    pub data_dir: String,
+    /// Seconds opening the store from `data_dir` took at start (recovery);
+    /// 0 for RAM only.
+    pub recovery_secs: f64,
 }
 
 /// The store's accounting as the daemon reports it. Agents are those of

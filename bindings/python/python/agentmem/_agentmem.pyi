@@ -35,6 +35,7 @@ class Store:
 
     @staticmethod
     def embedded(
+        path: Optional[Union[str, PathLike[str]]] = None,
         *,
         ram_budget: Optional[int] = None,
         hot_budget: Optional[int] = None,

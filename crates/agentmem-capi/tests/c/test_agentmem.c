@@ -7,6 +7,7 @@
  * Usage: test_agentmem [SOCKET]  (with SOCKET, the same checks also run
  * against agentmemd listening there)
  */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <agentmem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,71 @@ static void exercise(agentmem_ctx ctx, int daemon) {
   CHECK(strlen(agentmem_last_error_message()) > 0);
 }
 
+/* A store directory: write, close, reopen, read back byte for byte. */
+static void persistence(void) {
+  char dir[] = "/tmp/agentmem-c-test-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char store[64];
+  snprintf(store, sizeof store, "%s/store", dir);
+  agentmem_ctx ctx, second;
+  CHECK(agentmem_open_dir(NULL, NULL, &ctx) == AGENTMEM_NULL_POINTER);
+  OK(agentmem_open_dir(store, NULL, &ctx));
+  /* The directory is locked while open. */
+  CHECK(agentmem_open_dir(store, NULL, &second) == AGENTMEM_IO);
+  CHECK(strstr(agentmem_last_error_message(), "already opened") != NULL);
+
+  agentmem_agent a;
+  OK(agent_register(ctx, "persistent", "t", &a));
+  static unsigned char blob[50000];
+  for (size_t i = 0; i < sizeof blob; i++)
+    blob[i] = (unsigned char)((i * 131) ^ (i >> 5));
+  agentmem_smu h;
+  OK(agent_alloc_smu(a, AGENTMEM_TOOL_RESULT, blob, sizeof blob, &h));
+  char id[AGENTMEM_ID_LEN];
+  OK(agent_smu_id(h, id));
+  CHECK(strlen(id) == 64);
+  agentmem_conversation c;
+  OK(agent_conversation_open(a, &c));
+  char msg[32];
+  for (int i = 0; i < 10; i++) {
+    int n = snprintf(msg, sizeof msg, "message %d", i);
+    OK(agent_conversation_append(c, msg, (size_t)n, NULL));
+  }
+  uint32_t cid;
+  OK(agent_conversation_id(c, &cid));
+  OK(agentmem_close(ctx));
+
+  OK(agentmem_open_dir(store, NULL, &ctx));
+  OK(agent_register(ctx, "persistent", "t", &a));
+  OK(agent_smu_find(a, id, &h));
+  size_t len = 0;
+  OK(agent_smu_size(h, &len));
+  CHECK(len == sizeof blob);
+  unsigned char *buf = malloc(sizeof blob);
+  OK(agent_read(h, buf, sizeof blob, &len));
+  CHECK(len == sizeof blob && memcmp(buf, blob, len) == 0);
+  free(buf);
+  OK(agent_conversation_find(a, cid, &c));
+  uint64_t count = 0;
+  OK(agent_conversation_len(c, &count));
+  CHECK(count == 10);
+  OK(agent_conversation_read(c, 7, msg, sizeof msg, &len));
+  CHECK(len == 9 && memcmp(msg, "message 7", 9) == 0);
+  OK(agent_conversation_append(c, "after", 5, NULL));
+  CHECK(agent_smu_find(a, "not-an-id", &h) == AGENTMEM_INVALID_ARGUMENT);
+  CHECK(agent_conversation_find(a, 9999, &c) == AGENTMEM_UNKNOWN_CONVERSATION);
+  /* Another agent of the store may not read a private unit. */
+  agentmem_agent other;
+  OK(agent_register(ctx, "other", "elsewhere", &other));
+  CHECK(agent_smu_find(other, id, &h) == AGENTMEM_ACCESS_DENIED);
+  OK(agent_free(h));
+  OK(agentmem_close(ctx));
+
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 int main(int argc, char **argv) {
   printf("libagentmem %s\n", agentmem_version());
   CHECK(strcmp(agentmem_result_message(AGENTMEM_OK), "success") == 0);
@@ -176,6 +242,7 @@ int main(int argc, char **argv) {
 
   OK(agentmem_open_embedded(NULL, &ctx));
   exercise(ctx, 0);
+  persistence();
 
 #ifdef AGENTMEM_HAVE_CONNECT
   CHECK(agentmem_connect("/nonexistent/agentmem.sock", &ctx) == AGENTMEM_NOT_RUNNING);

@@ -58,6 +58,15 @@ fn table(s: &StatsReport) -> String {
         d.segments,
         human_bytes(d.segment_bytes)
     );
+    if d.data_dir.is_empty() {
+        let _ = writeln!(o, "data: RAM only (nothing survives a restart)");
+    } else {
+        let _ = writeln!(
+            o,
+            "data: {} (recovered in {:.3}s at start)",
+            d.data_dir, d.recovery_secs
+        );
+    }
     let _ = writeln!(
         o,
         "store: {} allocated, {} saved by dedup ({} hits), ratio {:.2}, accounted RAM {} of budget {}\n",

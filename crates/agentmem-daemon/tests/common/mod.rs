@@ -29,10 +29,16 @@ impl Daemon {
         let socket = dir.path().join("agentmem.sock");
         let log = dir.path().join("agentmemd.log");
         let config = dir.path().join("agentmemd.toml");
+        // A data directory of its own unless the test sets one.
+        let data = if extra.contains("data_dir") {
+            String::new()
+        } else {
+            format!("data_dir = {:?}\n", dir.path().join("data"))
+        };
         std::fs::write(
             &config,
             format!(
-                "socket = {:?}\nlog = \"info\"\n{extra}\n\
+                "socket = {:?}\nlog = \"info\"\n{data}{extra}\n\
                  [[tokens]]\ntoken = \"{ALPHA}\"\ntenant = \"alpha\"\n\
                  [[tokens]]\ntoken = \"{BETA}\"\ntenant = \"beta\"\n",
                 socket
