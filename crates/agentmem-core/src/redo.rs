@@ -24,6 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -44,9 +45,10 @@ pub enum Durability {
     ///
     /// [`StoreBuilder::checkpoint_every`]: crate::StoreBuilder::checkpoint_every
     Checkpoint,
-    /// Group commit: every write goes to the redo log when it is
-    /// acknowledged, and a background thread fdatasyncs the log this often,
-    /// so a crash loses at most this window. [`Store::sync`] makes
+    /// Group commit: every write is in the redo log (handed to the
+    /// operating system) when it is acknowledged, so it survives the process
+    /// being killed at any instant; a background thread fdatasyncs the log
+    /// this often, so a power cut or kernel crash loses at most this window. [`Store::sync`] makes
     /// everything acknowledged so far durable at once. The default, with
     /// 10 ms.
     ///
@@ -259,15 +261,23 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(u64, Op<'_>)> {
 }
 
 /// The open redo log of a store.
+///
+/// Records are encoded into `buf` under the store's lock (so log order is
+/// apply order), written to the file by the thread that logged them once it
+/// has let go of the store's lock ([`Log::write_out`]), and fdatasynced by
+/// the group-commit thread or [`Log::sync_to`] without blocking writers.
 pub(crate) struct Log {
     dir: PathBuf,
     enabled: bool,
-    /// Lock order: the store's state, then `io`, then `buf`.
+    /// Lock order: the store's state, then `sync`, then `io`, then `buf`.
+    sync: Mutex<u64>,
     io: Mutex<Io>,
     buf: Mutex<Vec<u8>>,
     /// Next sequence number (operations logged so far).
     next: AtomicU64,
-    /// Operations known durable.
+    /// Operations in the file (survive the process being killed).
+    written: AtomicU64,
+    /// Operations fdatasynced (survive a power cut).
     durable: AtomicU64,
     failed: AtomicBool,
 }
@@ -283,9 +293,7 @@ impl std::fmt::Debug for Log {
 }
 
 struct Io {
-    file: File,
-    /// fdatasyncs of the log since open.
-    fsyncs: u64,
+    file: Arc<File>,
 }
 
 impl Log {
@@ -307,9 +315,13 @@ impl Log {
         Ok(Log {
             dir: dir.to_path_buf(),
             enabled,
-            io: Mutex::new(Io { file, fsyncs: 0 }),
+            sync: Mutex::new(0),
+            io: Mutex::new(Io {
+                file: Arc::new(file),
+            }),
             buf: Mutex::new(Vec::with_capacity(1 << 16)),
             next: AtomicU64::new(end),
+            written: AtomicU64::new(end),
             durable: AtomicU64::new(end),
             failed: AtomicBool::new(false),
         })
@@ -330,7 +342,7 @@ impl Log {
     }
 
     pub(crate) fn fsyncs(&self) -> u64 {
-        self.io.lock().fsyncs
+        *self.sync.lock()
     }
 
     fn check(&self) -> Result<()> {
@@ -340,6 +352,13 @@ impl Log {
             )));
         }
         Ok(())
+    }
+
+    fn fail(&self, e: std::io::Error) -> Error {
+        // As fjall does: after a failed write or fsync nothing is known
+        // about what reached the disk, so stop taking writes.
+        self.failed.store(true, Ordering::Release);
+        Error::Cold(e)
     }
 
     /// Append `op` (call under the store's lock, after the operation
@@ -363,21 +382,19 @@ impl Log {
         Ok(seq)
     }
 
-    /// Make every operation up to `upto` (exclusive) durable: write the
-    /// buffer and fdatasync, unless someone already did.
-    pub(crate) fn sync_to(&self, upto: u64) -> Result<()> {
-        if !self.enabled || self.durable() >= upto {
-            return self.check();
-        }
+    /// Hand every record logged before `upto` (exclusive) to the operating
+    /// system, so it survives the process being killed. Returns how many
+    /// operations the file holds and the file.
+    pub(crate) fn write_out(&self, upto: u64) -> Result<(u64, Arc<File>)> {
         let mut io = self.io.lock();
-        if self.durable() >= upto {
-            return self.check();
-        }
-        self.flush_locked(&mut io)
+        self.write_locked(&mut io, upto)
     }
 
-    fn flush_locked(&self, io: &mut Io) -> Result<()> {
+    fn write_locked(&self, io: &mut Io, upto: u64) -> Result<(u64, Arc<File>)> {
         self.check()?;
+        if !self.enabled || self.written.load(Ordering::Acquire) >= upto {
+            return Ok((self.written.load(Ordering::Acquire), io.file.clone()));
+        }
         let (data, end) = {
             let mut buf = self.buf.lock();
             let end = self.next.load(Ordering::Acquire);
@@ -386,18 +403,28 @@ impl Log {
                 end,
             )
         };
-        if end == self.durable() {
-            return Ok(());
+        (&*io.file).write_all(&data).map_err(|e| self.fail(e))?;
+        self.written.store(end, Ordering::Release);
+        Ok((end, io.file.clone()))
+    }
+
+    /// Make every operation before `upto` (exclusive) durable: write what
+    /// is buffered and fdatasync, unless someone already did. Writers go on
+    /// meanwhile; concurrent callers share one fdatasync.
+    pub(crate) fn sync_to(&self, upto: u64) -> Result<()> {
+        if !self.enabled || self.durable() >= upto {
+            return self.check();
         }
-        let r = io.file.write_all(&data).and_then(|_| io.file.sync_data());
-        if let Err(e) = r {
-            // As fjall does: after a failed write or fsync nothing is known
-            // about what reached the disk, so stop taking writes.
-            self.failed.store(true, Ordering::Release);
-            return Err(Error::Cold(e));
+        let mut fsyncs = self.sync.lock();
+        if self.durable() >= upto {
+            return self.check();
         }
-        io.fsyncs += 1;
-        self.durable.store(end, Ordering::Release);
+        let (end, file) = self.write_out(u64::MAX)?;
+        if end > self.durable() {
+            file.sync_data().map_err(|e| self.fail(e))?;
+            *fsyncs += 1;
+            self.durable.fetch_max(end, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -405,12 +432,14 @@ impl Log {
     /// store's lock, where the checkpoint takes its image). Everything
     /// before it is written and fsynced first. Returns that number.
     pub(crate) fn rotate(&self) -> Result<u64> {
-        let mut io = self.io.lock();
         let seq = self.logged();
-        self.flush_locked(&mut io)?;
         if !self.enabled {
             return Ok(seq);
         }
+        let mut io = self.io.lock();
+        let (end, old) = self.write_locked(&mut io, u64::MAX)?;
+        old.sync_data().map_err(|e| self.fail(e))?;
+        self.durable.fetch_max(end, Ordering::AcqRel);
         let path = self.dir.join(file_name(seq));
         let file = OpenOptions::new()
             .create(true)
@@ -418,7 +447,7 @@ impl Log {
             .open(&path)
             .and_then(|f| sync_dir(&self.dir).map(|_| f))
             .map_err(Error::Cold)?;
-        io.file = file;
+        io.file = Arc::new(file);
         Ok(seq)
     }
 

@@ -1073,11 +1073,13 @@ impl Store {
         }
     }
 
-    /// After releasing the lock: with [`Durability::Sync`], wait until the
-    /// operation logged at `pos` is durable.
+    /// After releasing the lock: the operation logged at `pos` goes to the
+    /// log file (with [`Durability::Sync`], fdatasynced) before the call
+    /// that made it returns.
     fn commit(&self, pos: u64) -> Result<()> {
         match (self.inner.redo.get(), self.inner.durability) {
             (Some(l), Durability::Sync) if pos > 0 => l.sync_to(pos),
+            (Some(l), Durability::Group(_)) if pos > 0 => l.write_out(pos).map(drop),
             _ => Ok(()),
         }
     }
@@ -1094,9 +1096,10 @@ impl Store {
     }
 
     /// How many operations the redo log has taken since the store was
-    /// created, and how many of them are durable: an operation that returned
-    /// when the first figure was `n` is durable once the second is `>= n`.
-    /// `(0, 0)` without a redo log.
+    /// created, and how many of them are fdatasynced: an operation that
+    /// returned when the first figure was `n` survives a power cut once the
+    /// second is `>= n` (it survives the process being killed as soon as it
+    /// returned). `(0, 0)` without a redo log.
     pub fn log_position(&self) -> (u64, u64) {
         match self.inner.redo.get() {
             Some(l) if l.enabled() => (l.logged(), l.durable()),
