@@ -461,6 +461,18 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         plain[k] = Some(p.clone());
         Ok(p)
     }
+    // The redo log must follow the image, and every record in it decode.
+    match redo::read_with(std::path::Path::new(tier.dir()), img.log_seq, false) {
+        Ok((records, _)) => {
+            for r in &records {
+                refs += 1;
+                if let Err(e) = redo::decode(r) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
     for k in 0..img.units.len() {
         if img.units[k].is_some() {
             if let Err(e) = decode(k, &img, tier, &dicts, &mut plain, 0) {

@@ -161,6 +161,12 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// payloads (decode each with [`decode`]). Cuts a torn tail off the last
 /// file; refuses a log that does not follow an image taken at `from`.
 pub(crate) fn read(dir: &Path, from: u64) -> Result<(Vec<Vec<u8>>, u64)> {
+    read_with(dir, from, true)
+}
+
+/// [`read`], leaving a torn tail in place unless `cut` (for checking a
+/// directory without changing it).
+pub(crate) fn read_with(dir: &Path, from: u64, cut: bool) -> Result<(Vec<Vec<u8>>, u64)> {
     let files = files(dir)?;
     if let Some((first, path)) = files.first() {
         if *first > from {
@@ -220,6 +226,10 @@ pub(crate) fn read(dir: &Path, from: u64) -> Result<(Vec<Vec<u8>>, u64)> {
                     path,
                     format!("is damaged at byte {at}, and a later log file follows it"),
                 ));
+            }
+            if !cut {
+                next = Some(seq);
+                break;
             }
             // The torn tail of the last file: written, never acknowledged
             // as durable. Cut it so new records follow whole ones.

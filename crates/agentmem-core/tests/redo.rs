@@ -212,6 +212,14 @@ fn a_torn_tail_is_cut_and_a_log_that_skips_operations_is_refused() {
     std::fs::rename(&log, gap.join(format!("redo-{:016x}.wal", 3))).unwrap();
     let e = Store::open(&gap).unwrap_err().to_string();
     assert!(e.contains("missing"), "{e}");
+    // `agentmem verify` (check_references) reports it too; on the intact
+    // copy it finds nothing wrong.
+    for (d, bad) in [(&gap, true), (&live, false)] {
+        let tier = agentmem_core::tier::DiskTier::open(d).unwrap();
+        let mut problems = Vec::new();
+        agentmem_core::check_references(&tier, &mut problems).unwrap();
+        assert_eq!(!problems.is_empty(), bad, "{problems:?}");
+    }
 }
 
 #[test]
