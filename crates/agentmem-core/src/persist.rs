@@ -462,16 +462,15 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         Ok(p)
     }
     // The redo log must follow the image, and every record in it decode.
-    match redo::read_with(std::path::Path::new(tier.dir()), img.log_seq, false) {
-        Ok((records, _)) => {
-            for r in &records {
-                refs += 1;
-                if let Err(e) = redo::decode(r) {
-                    problems.push(e.to_string());
-                }
-            }
+    let read = redo::read(std::path::Path::new(tier.dir()), img.log_seq, false, |r| {
+        refs += 1;
+        if let Err(e) = redo::decode(r) {
+            problems.push(e.to_string());
         }
-        Err(e) => problems.push(e.to_string()),
+        Ok(())
+    });
+    if let Err(e) = read {
+        problems.push(e.to_string());
     }
     for k in 0..img.units.len() {
         if img.units[k].is_some() {
@@ -556,24 +555,22 @@ impl StoreBuilder {
         }
         // Then the operations logged after the image, through the API.
         let replay_started = Instant::now();
-        let (records, end) = redo::read(&dir, log_seq)?;
-        if fresh {
-            if !records.is_empty() {
+        let end = redo::read(&dir, log_seq, true, |payload| {
+            if fresh {
                 return Err(Error::Corrupt {
                     what: format!("store in {}", dir.display()),
                     detail: "it has a redo log but no store image (the log cannot be replayed without the image's secret)".into(),
                 });
             }
+            report.replayed += 1;
+            store.replay(payload)
+        })?;
+        report.replay = replay_started.elapsed();
+        if fresh {
             // A new store: its first image fixes the secret content ids
             // are keyed with, before anything is logged under it.
             store.checkpoint()?;
         }
-        for payload in &records {
-            store.replay(payload)?;
-        }
-        report.replayed = records.len() as u64;
-        drop(records);
-        report.replay = replay_started.elapsed();
         let log = Arc::new(redo::Log::open(
             &dir,
             end,

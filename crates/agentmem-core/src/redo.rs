@@ -157,16 +157,17 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The records of the log of `dir` from `from` on, in order, as owned
-/// payloads (decode each with [`decode`]). Cuts a torn tail off the last
-/// file; refuses a log that does not follow an image taken at `from`.
-pub(crate) fn read(dir: &Path, from: u64) -> Result<(Vec<Vec<u8>>, u64)> {
-    read_with(dir, from, true)
-}
-
-/// [`read`], leaving a torn tail in place unless `cut` (for checking a
-/// directory without changing it).
-pub(crate) fn read_with(dir: &Path, from: u64, cut: bool) -> Result<(Vec<Vec<u8>>, u64)> {
+/// Hand `each` the records of the log of `dir` from `from` on, in order
+/// (decode each with [`decode`]), one file in memory at a time; returns the
+/// number of the operation after the last. Cuts a torn tail off the last
+/// file unless `cut` is false (checking a directory without changing it);
+/// refuses a log that does not follow an image taken at `from`.
+pub(crate) fn read(
+    dir: &Path,
+    from: u64,
+    cut: bool,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
     let files = files(dir)?;
     if let Some((first, path)) = files.first() {
         if *first > from {
@@ -178,7 +179,6 @@ pub(crate) fn read_with(dir: &Path, from: u64, cut: bool) -> Result<(Vec<Vec<u8>
             ));
         }
     }
-    let mut out = Vec::new();
     let mut next: Option<u64> = None;
     let n = files.len();
     for (i, (first, path)) in files.iter().enumerate() {
@@ -215,7 +215,7 @@ pub(crate) fn read_with(dir: &Path, from: u64, cut: bool) -> Result<(Vec<Vec<u8>
                 ));
             }
             if seq >= from {
-                out.push(payload.to_vec());
+                each(payload)?;
             }
             seq += 1;
             at += HEADER + len;
@@ -252,7 +252,7 @@ pub(crate) fn read_with(dir: &Path, from: u64, cut: bool) -> Result<(Vec<Vec<u8>
             detail: format!("ends at operation {end}, before the store image's {from}"),
         });
     }
-    Ok((out, end))
+    Ok(end)
 }
 
 fn corrupt(path: &Path, detail: String) -> Error {
