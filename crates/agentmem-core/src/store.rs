@@ -1988,9 +1988,23 @@ impl Store {
     /// Append a message; returns its index.
     pub fn append(&self, conversation: ConversationId, message: &[u8]) -> Result<u64> {
         self.check_size(Kind::Conversation, message.len().max(1))?;
-        self.fetch_tail(conversation)?;
         let now = self.now();
-        let mut st = self.inner.state.lock();
+        // The open chunk must be in RAM under the lock; another thread's
+        // spill may send it back to disk between the fetch and the lock, so
+        // fetch again until it stays (a few rounds at most in practice).
+        let mut rounds = 0;
+        let mut st = loop {
+            self.fetch_tail(conversation)?;
+            let st = self.inner.state.lock();
+            let conv = Self::conv(&st, conversation)?;
+            rounds += 1;
+            if conv.tail == NIL
+                || !matches!(st.unit(conv.tail).body, Body::Cold(..))
+                || rounds == 64
+            {
+                break st;
+            }
+        };
         let i = self.append_locked(&mut st, conversation, message, now)?;
         let pos = self.log(
             &st,
