@@ -41,6 +41,7 @@ pub struct DiskTierBuilder {
     durability: Durability,
     snapshot_every: u64,
     compact_ratio: f64,
+    roll_dead_bytes: u64,
     auto_compact: bool,
     read_only: bool,
 }
@@ -53,6 +54,7 @@ impl Default for DiskTierBuilder {
             durability: Durability::GroupCommit,
             snapshot_every: 256 << 20,
             compact_ratio: 0.5,
+            roll_dead_bytes: 1 << 20,
             auto_compact: true,
             read_only: false,
         }
@@ -94,6 +96,15 @@ impl DiskTierBuilder {
     /// Default: 0.5.
     pub fn compact_ratio(mut self, r: f64) -> Self {
         self.compact_ratio = r;
+        self
+    }
+
+    /// Dead bytes (at `compact_ratio` of its size or more) at which
+    /// compaction also closes the *active* segment so it can be compacted,
+    /// so a store that never fills a segment still reclaims space.
+    /// Default: 1 MiB.
+    pub fn roll_dead_bytes(mut self, bytes: u64) -> Self {
+        self.roll_dead_bytes = bytes;
         self
     }
 
@@ -268,6 +279,9 @@ pub struct CompactReport {
     pub copied_records: u64,
     /// Bytes of files removed.
     pub reclaimed_bytes: u64,
+    /// Whether the active segment was closed to be compacted (it had
+    /// enough dead bytes: [`DiskTierBuilder::roll_dead_bytes`]).
+    pub rolled_active: bool,
 }
 
 /// Hashes keys by their first 8 bytes: keys are content ids (BLAKE3), so
@@ -931,7 +945,20 @@ impl Inner {
     fn compact(&self) -> Result<CompactReport> {
         self.check_writable("compacting")?;
         let _m = self.maintenance.lock();
-        let active = self.writer.lock().seg;
+        let mut report = CompactReport::default();
+        let active = {
+            // Writer before state, as appends take them.
+            let mut w = self.writer.lock();
+            let roll = self.state.read().segs.get(&w.seg).is_some_and(|s| {
+                s.dead() >= self.opts.roll_dead_bytes.max(1)
+                    && s.dead() as f64 >= self.opts.compact_ratio * s.size as f64
+            });
+            if roll {
+                self.rotate(&mut w)?;
+                report.rolled_active = true;
+            }
+            w.seg
+        };
         let (victims, oldest): (Vec<SegRef>, u32) = {
             let st = self.state.read();
             let v = st
@@ -946,7 +973,6 @@ impl Inner {
                 .collect();
             (v, st.segs.keys().next().copied().unwrap_or(0))
         };
-        let mut report = CompactReport::default();
         if victims.is_empty() {
             return Ok(report);
         }

@@ -105,3 +105,50 @@ fn compaction_under_concurrent_reads_and_writes_keeps_every_live_unit() {
     let t = DiskTier::open(dir.path()).unwrap();
     check(&t);
 }
+
+#[test]
+fn a_small_store_reclaims_dead_space_in_its_only_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default 64 MiB segments: this store never fills one.
+    let t = DiskTier::builder()
+        .auto_compact(false)
+        .open(dir.path())
+        .unwrap();
+    const N: u64 = 2000;
+    for i in 0..N {
+        t.put(&key(i), 0, &value(i, 0)).unwrap();
+    }
+    for i in 0..N {
+        if i % 4 != 0 {
+            t.delete(&key(i)).unwrap();
+        }
+    }
+    let before = t.stats();
+    assert_eq!(before.segments, 1, "{before:?}");
+    let r = t.compact().unwrap();
+    assert!(r.rolled_active && r.segments == 1, "{r:?}");
+    let after = t.stats();
+    assert!(
+        after.disk_bytes * 2 < before.disk_bytes,
+        "{} !< {} / 2",
+        after.disk_bytes,
+        before.disk_bytes
+    );
+    // Nothing to do a second time: too few dead bytes to roll again.
+    assert!(!t.compact().unwrap().rolled_active);
+    let check = |t: &DiskTier| {
+        for i in 0..N {
+            let got = t.get(&key(i)).unwrap();
+            if i % 4 == 0 {
+                assert_eq!(got.unwrap().1, value(i, 0), "key {i}");
+            } else {
+                assert!(got.is_none(), "deleted key {i} is back");
+            }
+        }
+    };
+    check(&t);
+    drop(t);
+    let t = DiskTier::open(dir.path()).unwrap();
+    check(&t);
+    assert!(t.verify().is_ok());
+}

@@ -48,6 +48,7 @@ mod codec;
 mod conversation;
 mod error;
 pub mod policy;
+mod redo;
 mod similar;
 mod stats;
 mod store;
@@ -59,6 +60,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::DictionaryInfo;
 pub use error::{Error, Result};
 pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
+pub use redo::Durability;
 pub use stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
 pub use store::{
     check_references, AgentInfo, CheckpointReport, ContentId, OpenReport, ResumeReport, Store,

@@ -24,12 +24,13 @@ use crate::clock::Timestamp;
 use crate::codec::{self, Dictionary, Encoding, Frame};
 use crate::error::{Error, Result};
 use crate::policy::UnitKey;
+use crate::redo::{self, Durability, Op};
 use crate::store::ContentId;
 use crate::tier::{ColdRecord, DiskTier};
-use crate::types::{AgentState, Importance, Kind, TenantId, Tier};
+use crate::types::{AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier};
 
 /// Format of the image; a store written with another is refused clearly.
-const IMAGE_VERSION: u32 = 1;
+const IMAGE_VERSION: u32 = 2;
 
 /// The reserved cold key of the metadata image (no content id can equal
 /// it: content ids are keyed hashes of content).
@@ -49,6 +50,8 @@ struct Image {
     dedup_hits: u64,
     dedup_bytes: u64,
     delta_units: u64,
+    /// Redo log operations the image covers (the log goes on from there).
+    log_seq: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -120,6 +123,10 @@ pub struct OpenReport {
     pub orphans_deleted: u64,
     /// Wall time of opening the cold tier (index snapshot and log replay).
     pub cold_open: Duration,
+    /// Redo log operations replayed after the image.
+    pub replayed: u64,
+    /// Wall time of reading and replaying the redo log.
+    pub replay: Duration,
     /// Wall time of the whole open.
     pub elapsed: Duration,
 }
@@ -154,6 +161,7 @@ impl Store {
                 "a checkpoint needs a cold tier: open the store with Store::open(dir)".into(),
             )
         })?;
+        let _gate = self.inner.gate.write();
         let _io = self.inner.cold_io.lock();
         let mut report = CheckpointReport::default();
         let level = self.cfg().level;
@@ -179,7 +187,12 @@ impl Store {
                         })
                         .collect();
                     if todo.is_empty() {
-                        let image = self.image(&st);
+                        // The log restarts where the image stands.
+                        let seq = match self.inner.redo.get() {
+                            Some(l) => l.rotate()?,
+                            None => 0,
+                        };
+                        let image = self.image(&st, seq);
                         let deletes = std::mem::take(&mut st.cold_deletes);
                         break 'ready (image, deletes);
                     }
@@ -226,6 +239,7 @@ impl Store {
             )));
         };
         cold.sync().map_err(Error::Cold)?;
+        let image_seq = image.log_seq;
         let bytes = postcard::to_stdvec(&image)
             .map_err(|e| Error::Config(format!("encoding the store image: {e}")))?;
         report.image_bytes = bytes.len() as u64;
@@ -236,7 +250,11 @@ impl Store {
         })
         .map_err(Error::Cold)?;
         cold.sync().map_err(Error::Cold)?;
-        // Only now may records the previous image named go.
+        // Only now may the log before the image and records the previous
+        // image named go.
+        if let Some(l) = self.inner.redo.get() {
+            l.truncate_before(image_seq)?;
+        }
         for key in deletes {
             cold.delete(key.as_bytes()).map_err(Error::Cold)?;
             report.deleted += 1;
@@ -251,7 +269,7 @@ impl Store {
         self.checkpoint()
     }
 
-    fn image(&self, st: &super::State) -> Image {
+    fn image(&self, st: &super::State, log_seq: u64) -> Image {
         let mut tenants: Vec<(String, u32, [u8; 32])> = st
             .tenants
             .iter()
@@ -322,6 +340,7 @@ impl Store {
             dedup_hits: st.dedup_hits,
             dedup_bytes: st.dedup_bytes,
             delta_units: st.delta_units,
+            log_seq,
         }
     }
 }
@@ -442,6 +461,17 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         plain[k] = Some(p.clone());
         Ok(p)
     }
+    // The redo log must follow the image, and every record in it decode.
+    let read = redo::read(std::path::Path::new(tier.dir()), img.log_seq, false, |r| {
+        refs += 1;
+        if let Err(e) = redo::decode(r) {
+            problems.push(e.to_string());
+        }
+        Ok(())
+    });
+    if let Err(e) = read {
+        problems.push(e.to_string());
+    }
     for k in 0..img.units.len() {
         if img.units[k].is_some() {
             if let Err(e) = decode(k, &img, tier, &dicts, &mut plain, 0) {
@@ -470,7 +500,7 @@ impl StoreBuilder {
     /// [`StoreBuilder::open`] on a [`DiskTier`] opened by the caller (who
     /// may keep a clone for its stats); `started` is when the caller began
     /// opening it, for the report.
-    pub fn open_tier(self, tier: DiskTier, started: Instant) -> Result<Store> {
+    pub fn open_tier(mut self, tier: DiskTier, started: Instant) -> Result<Store> {
         let cold_open = started.elapsed();
         let dir = std::path::PathBuf::from(tier.dir());
         let image = match tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? {
@@ -488,6 +518,9 @@ impl StoreBuilder {
                 }
             })?),
         };
+        // Checkpoints start once the log is replayed.
+        let every = self.checkpoint_every.take();
+        let durability = self.durability;
         let mut builder = self.cold_tier(Arc::new(tier.clone()));
         if let Some(img) = &image {
             builder = builder.secret(img.secret);
@@ -497,6 +530,8 @@ impl StoreBuilder {
             cold_open,
             ..Default::default()
         };
+        let log_seq = image.as_ref().map_or(0, |i| i.log_seq);
+        let fresh = image.is_none();
         if let Some(img) = image {
             store.restore(img, &tier, &mut report)?;
         }
@@ -518,6 +553,51 @@ impl StoreBuilder {
                 report.orphans_deleted += 1;
             }
         }
+        // Then the operations logged after the image, through the API.
+        let replay_started = Instant::now();
+        let end = redo::read(&dir, log_seq, true, |payload| {
+            if fresh {
+                return Err(Error::Corrupt {
+                    what: format!("store in {}", dir.display()),
+                    detail: "it has a redo log but no store image (the log cannot be replayed without the image's secret)".into(),
+                });
+            }
+            report.replayed += 1;
+            store.replay(payload)
+        })?;
+        report.replay = replay_started.elapsed();
+        if fresh {
+            // A new store: its first image fixes the secret content ids
+            // are keyed with, before anything is logged under it.
+            store.checkpoint()?;
+        }
+        let log = Arc::new(redo::Log::open(
+            &dir,
+            end,
+            durability != Durability::Checkpoint,
+        )?);
+        store
+            .inner
+            .redo
+            .set(log.clone())
+            .expect("the log is set once, here");
+        if let Durability::Group(every) = durability {
+            let every = every.max(Duration::from_millis(1));
+            store.spawn("agentmem-group-commit", every, move |_| {
+                if let Err(e) = log.sync_to(log.logged()) {
+                    tracing::error!("redo log group commit failed: {e}");
+                }
+                every
+            })?;
+        }
+        if let Some(every) = every {
+            store.spawn("agentmem-checkpoint", every, move |store| {
+                if let Err(e) = store.checkpoint() {
+                    tracing::warn!("periodic checkpoint failed: {e}");
+                }
+                every
+            })?;
+        }
         report.elapsed = started.elapsed();
         *store.inner.opened.lock() = Some(report);
         Ok(store)
@@ -525,6 +605,48 @@ impl StoreBuilder {
 }
 
 impl Store {
+    /// Apply one redo log record.
+    fn replay(&self, payload: &[u8]) -> Result<()> {
+        let (seq, op) = redo::decode(payload)?;
+        let r = match op {
+            Op::Register {
+                name,
+                tenant,
+                importance,
+            } => self
+                .register_agent(name, &TenantId::new(tenant), importance)
+                .map(drop),
+            Op::SetState { agent, state } => self.set_state(AgentId(agent), state),
+            Op::SetImportance { agent, importance } => {
+                self.set_importance(AgentId(agent), importance)
+            }
+            Op::ReleaseAgent { agent } => self.release_agent(AgentId(agent)),
+            Op::Put {
+                agent,
+                kind,
+                vis,
+                data,
+            } => self.put(AgentId(agent), kind, data, vis).map(drop),
+            Op::Share { from, id, to } => self.share(AgentId(from), &ContentId(id), AgentId(to)),
+            Op::Release { agent, id } => self.release(AgentId(agent), &ContentId(id)),
+            Op::CreateConversation { agent } => self.create_conversation(AgentId(agent)).map(drop),
+            Op::Append { conversation, data } => {
+                self.append(ConversationId(conversation), data).map(drop)
+            }
+            Op::Fork { agent, parent, at } => self
+                .fork_conversation(AgentId(agent), ConversationId(parent), at)
+                .map(drop),
+            Op::DeleteConversation { conversation } => {
+                self.delete_conversation(ConversationId(conversation))
+            }
+            Op::LoadDictionary { kind, version, raw } => self.load_dictionary(kind, version, raw),
+        };
+        r.map_err(|e| Error::Corrupt {
+            what: format!("redo log operation {seq}"),
+            detail: format!("does not apply to the store image: {e}"),
+        })
+    }
+
     fn restore(&self, img: Image, tier: &DiskTier, report: &mut OpenReport) -> Result<()> {
         let level = self.cfg().level;
         let mut st = self.inner.state.lock();

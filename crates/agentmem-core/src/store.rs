@@ -17,6 +17,7 @@ use crate::codec::{self, Dictionary, DictionaryInfo, Encoding, Frame, KindCodec}
 use crate::conversation as chunk;
 use crate::error::{Error, Result};
 use crate::policy::{AgentView, EvictionPolicy, PolicyKind, UnitKey, UnitView};
+use crate::redo::{self, Durability, Op};
 use crate::similar::{self, Sketch};
 use crate::stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
 use crate::tier::{ColdRecord, ColdTier};
@@ -100,6 +101,7 @@ pub struct StoreBuilder {
     near_duplicates: bool,
     cold: Option<Arc<dyn ColdTier>>,
     checkpoint_every: Option<Duration>,
+    durability: Durability,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -131,6 +133,7 @@ impl Default for StoreBuilder {
             near_duplicates: true,
             cold: None,
             checkpoint_every: Some(Duration::from_secs(30)),
+            durability: Durability::DEFAULT,
         }
     }
 }
@@ -237,6 +240,14 @@ impl StoreBuilder {
         self
     }
 
+    /// When an acknowledged write of a store opened from a directory
+    /// becomes durable (see [`Durability`]). Default:
+    /// [`Durability::DEFAULT`], group commit every 10 ms.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// Build the store.
     pub fn build(self) -> Result<Store> {
         if !(1..=22).contains(&self.level) {
@@ -297,6 +308,9 @@ impl StoreBuilder {
                 opened: Mutex::new(None),
                 cold_error: Mutex::new(None),
                 prefetcher: std::sync::OnceLock::new(),
+                redo: std::sync::OnceLock::new(),
+                gate: parking_lot::RwLock::new(()),
+                durability: self.durability,
                 clock: self.clock,
                 sink: self.sink,
                 config: Config {
@@ -321,6 +335,15 @@ impl StoreBuilder {
             })?;
         }
         Ok(store)
+    }
+}
+
+fn put_op(agent: AgentId, kind: Kind, vis: Visibility, data: &[u8]) -> Op<'_> {
+    Op::Put {
+        agent: agent.0,
+        kind,
+        vis,
+        data,
     }
 }
 
@@ -403,6 +426,14 @@ struct Inner {
     cold_error: Mutex<Option<String>>,
     /// Feeds the background prefetch thread ([`Store::resume_in_background`]).
     prefetcher: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<AgentId>>>,
+    /// The redo log of a store opened from a directory (set once its log
+    /// is replayed; unset while replaying, so replay logs nothing).
+    redo: std::sync::OnceLock<Arc<redo::Log>>,
+    /// Held shared by operations that change the store in more than one
+    /// locked step (fork), exclusively by a checkpoint: its image never
+    /// shows half an operation.
+    gate: parking_lot::RwLock<()>,
+    durability: Durability,
     clock: Arc<dyn Clock>,
     sink: Option<Arc<dyn AccessSink>>,
     config: Config,
@@ -1033,6 +1064,59 @@ impl Store {
         self.inner.clock.now()
     }
 
+    /// Log a mutating operation (under the state lock, after it
+    /// succeeded). Returns the log position to [`Store::commit`] to.
+    fn log(&self, _st: &State, op: &Op<'_>) -> Result<u64> {
+        match self.inner.redo.get() {
+            Some(l) => Ok(l.append(op)? + 1),
+            None => Ok(0),
+        }
+    }
+
+    /// After releasing the lock: the operation logged at `pos` goes to the
+    /// log file (with [`Durability::Sync`], fdatasynced) before the call
+    /// that made it returns.
+    fn commit(&self, pos: u64) -> Result<()> {
+        match (self.inner.redo.get(), self.inner.durability) {
+            (Some(l), Durability::Sync) if pos > 0 => l.sync_to(pos),
+            (Some(l), Durability::Group(_)) if pos > 0 => l.write_out(pos).map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// Make every write acknowledged so far durable now (write and
+    /// fdatasync the redo log). With [`Durability::Checkpoint`], take a
+    /// checkpoint instead. A store without a directory has nothing to do.
+    pub fn sync(&self) -> Result<()> {
+        match self.inner.redo.get() {
+            Some(l) if l.enabled() => l.sync_to(l.logged()),
+            Some(_) => self.checkpoint().map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// How many operations the redo log has taken since the store was
+    /// created, and how many of them are fdatasynced: an operation that
+    /// returned when the first figure was `n` survives a power cut once the
+    /// second is `>= n` (it survives the process being killed as soon as it
+    /// returned). `(0, 0)` without a redo log.
+    pub fn log_position(&self) -> (u64, u64) {
+        match self.inner.redo.get() {
+            Some(l) if l.enabled() => (l.logged(), l.durable()),
+            _ => (0, 0),
+        }
+    }
+
+    /// The store's durability policy.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// fdatasyncs of the redo log since open.
+    pub fn log_fsyncs(&self) -> u64 {
+        self.inner.redo.get().map_or(0, |l| l.fsyncs())
+    }
+
     fn cfg(&self) -> &Config {
         &self.inner.config
     }
@@ -1096,6 +1180,16 @@ impl Store {
         let v = st.agent_view(id);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
+        let pos = self.log(
+            &st,
+            &Op::Register {
+                name,
+                tenant: &tenant.0,
+                importance,
+            },
+        )?;
+        drop(st);
+        self.commit(pos)?;
         Ok(AgentId(id))
     }
 
@@ -1149,6 +1243,13 @@ impl Store {
         }
         ag.state = state;
         ag.since = now;
+        let pos = self.log(
+            &st,
+            &Op::SetState {
+                agent: agent.0,
+                state,
+            },
+        )?;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
@@ -1161,6 +1262,7 @@ impl Store {
             }
         }
         drop(st);
+        self.commit(pos)?;
         self.spill_best_effort();
         Ok(())
     }
@@ -1319,7 +1421,15 @@ impl Store {
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
-        Ok(())
+        let pos = self.log(
+            &st,
+            &Op::SetImportance {
+                agent: agent.0,
+                importance,
+            },
+        )?;
+        drop(st);
+        self.commit(pos)
     }
 
     /// Pause an agent: its state becomes [`AgentState::Paused`] and its
@@ -1468,7 +1578,9 @@ impl Store {
             }
         }
         st.agents[agent.0 as usize].released = true;
-        Ok(())
+        let pos = self.log(&st, &Op::ReleaseAgent { agent: agent.0 })?;
+        drop(st);
+        self.commit(pos)
     }
 
     // ---- units --------------------------------------------------------
@@ -1533,6 +1645,9 @@ impl Store {
             st.dedup_bytes += data.len() as u64;
             st.touch(k, now);
             self.record(&st, k, Some(agent.0), AccessOp::Put, now);
+            let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
+            drop(st);
+            self.commit(pos)?;
             return Ok(id);
         }
         let mut base = NIL;
@@ -1581,7 +1696,9 @@ impl Store {
         let v = st.view(k, now);
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
+        let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
         self.after_write(st, kind, data, now)?;
+        self.commit(pos)?;
         self.spill_best_effort();
         Ok(id)
     }
@@ -1653,7 +1770,9 @@ impl Store {
             });
         }
         c.versions.push(Arc::new(dict));
-        Ok(())
+        let pos = self.log(&st, &Op::LoadDictionary { kind, version, raw })?;
+        drop(st);
+        self.commit(pos)
     }
 
     /// The bytes of a dictionary, to persist it.
@@ -1752,7 +1871,16 @@ impl Store {
         }
         let _ = to_tenant;
         st.add_owner(k, to.0);
-        Ok(())
+        let pos = self.log(
+            &st,
+            &Op::Share {
+                from: from.0,
+                id: id.0,
+                to: to.0,
+            },
+        )?;
+        drop(st);
+        self.commit(pos)
     }
 
     /// Drop one of `agent`'s references to a unit; the unit is freed when no
@@ -1769,7 +1897,15 @@ impl Store {
                 id: id.to_hex(),
             });
         }
-        Ok(())
+        let pos = self.log(
+            &st,
+            &Op::Release {
+                agent: agent.0,
+                id: id.0,
+            },
+        )?;
+        drop(st);
+        self.commit(pos)
     }
 
     /// Bring a unit to hot now (the caller expects to read it soon).
@@ -1822,7 +1958,11 @@ impl Store {
     pub fn create_conversation(&self, agent: AgentId) -> Result<ConversationId> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
-        Ok(Self::new_conversation(&mut st, agent.0))
+        let c = Self::new_conversation(&mut st, agent.0);
+        let pos = self.log(&st, &Op::CreateConversation { agent: agent.0 })?;
+        drop(st);
+        self.commit(pos)?;
+        Ok(c)
     }
 
     fn new_conversation(st: &mut State, agent: u32) -> ConversationId {
@@ -1848,11 +1988,33 @@ impl Store {
     /// Append a message; returns its index.
     pub fn append(&self, conversation: ConversationId, message: &[u8]) -> Result<u64> {
         self.check_size(Kind::Conversation, message.len().max(1))?;
-        self.fetch_tail(conversation)?;
         let now = self.now();
-        let mut st = self.inner.state.lock();
+        // The open chunk must be in RAM under the lock; another thread's
+        // spill may send it back to disk between the fetch and the lock, so
+        // fetch again until it stays (a few rounds at most in practice).
+        let mut rounds = 0;
+        let mut st = loop {
+            self.fetch_tail(conversation)?;
+            let st = self.inner.state.lock();
+            let conv = Self::conv(&st, conversation)?;
+            rounds += 1;
+            if conv.tail == NIL
+                || !matches!(st.unit(conv.tail).body, Body::Cold(..))
+                || rounds == 64
+            {
+                break st;
+            }
+        };
         let i = self.append_locked(&mut st, conversation, message, now)?;
+        let pos = self.log(
+            &st,
+            &Op::Append {
+                conversation: conversation.0,
+                data: message,
+            },
+        )?;
         self.after_write(st, Kind::Conversation, message, now)?;
+        self.commit(pos)?;
         self.spill_best_effort();
         Ok(i)
     }
@@ -2060,6 +2222,7 @@ impl Store {
         at: u64,
     ) -> Result<ConversationId> {
         let now = self.now();
+        let _gate = self.inner.gate.read();
         let mut st = self.inner.state.lock();
         let tenant = st.agent(agent)?.tenant;
         let p = Self::conv(&st, parent)?;
@@ -2092,6 +2255,16 @@ impl Store {
         conv.chunks = shared;
         conv.len = copied_from;
         conv.tail_first = copied_from;
+        // Logged now, in order with the conversation id it took; replay
+        // copies the same messages (those before `at` never change).
+        let pos = self.log(
+            &st,
+            &Op::Fork {
+                agent: agent.0,
+                parent: parent.0,
+                at,
+            },
+        )?;
         drop(st);
         // The rest (part of one chunk) is appended message by message.
         let rest = self.read_messages(parent, copied_from..at)?;
@@ -2100,13 +2273,23 @@ impl Store {
             self.append_locked(&mut st, id, &m, now)?;
         }
         st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+        drop(st);
+        self.commit(pos)?;
         Ok(id)
     }
 
     /// Delete a conversation, releasing its chunks.
     pub fn delete_conversation(&self, conversation: ConversationId) -> Result<()> {
         let mut st = self.inner.state.lock();
-        Self::delete_conversation_locked(&mut st, conversation)
+        Self::delete_conversation_locked(&mut st, conversation)?;
+        let pos = self.log(
+            &st,
+            &Op::DeleteConversation {
+                conversation: conversation.0,
+            },
+        )?;
+        drop(st);
+        self.commit(pos)
     }
 
     fn delete_conversation_locked(st: &mut State, c: ConversationId) -> Result<()> {

@@ -22,6 +22,7 @@ pub fn open_fresh(dir: &Path, fresh: bool, builder: StoreBuilder) -> Result<(Sto
             let name = name.to_string_lossy();
             if (name.starts_with("seg-") && name.ends_with(".log"))
                 || name.starts_with("index.snap")
+                || (name.starts_with("redo-") && name.ends_with(".wal"))
             {
                 std::fs::remove_file(dir.join(&*name))
                     .with_context(|| format!("removing {}/{name}", dir.display()))?;

@@ -1,0 +1,318 @@
+//! The redo log: what a store acknowledged since its last checkpoint comes
+//! back after a crash, with the same content and conversation ids; a torn
+//! tail is cut; a log that does not follow the image is refused.
+
+use std::path::{Path, PathBuf};
+
+use agentmem_core::prelude::*;
+use agentmem_core::Durability;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn logs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn blob(i: usize) -> Vec<u8> {
+    let mut v = vec![0u8; 300 + i * 131];
+    blake3::Hasher::new()
+        .update(&i.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut v);
+    v
+}
+
+/// Everything a reader can see of the store.
+fn view(s: &Store, convs: &[ConversationId], ids: &[(AgentId, ContentId)]) -> Vec<String> {
+    let mut v: Vec<String> = s.agents().iter().map(|a| format!("{a:?}")).collect();
+    for &c in convs {
+        match s.read_all(c) {
+            Ok(m) => {
+                let mut h = blake3::Hasher::new();
+                for x in &m {
+                    h.update(&(x.len() as u64).to_le_bytes()).update(x);
+                }
+                v.push(format!("{c:?} {} messages {}", m.len(), h.finalize()));
+            }
+            Err(e) => v.push(format!("{c:?} {e}")),
+        }
+    }
+    for (a, id) in ids {
+        match s.get_for(*a, id) {
+            Ok(b) => v.push(format!("{id} {}", blake3::hash(&b))),
+            Err(e) => v.push(format!("{id} {e}")),
+        }
+    }
+    v
+}
+
+#[test]
+fn a_crash_after_sync_loses_nothing_and_replay_gives_the_same_ids() {
+    for durability in [Durability::Sync, Durability::DEFAULT] {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let store = Store::builder()
+            .durability(durability)
+            .checkpoint_every(None)
+            .open(&live)
+            .unwrap();
+        let t = TenantId::new("t");
+        let a = store
+            .register_agent("a", &t, Importance::default())
+            .unwrap();
+        let b = store.register_agent("b", &t, Importance(7)).unwrap();
+        let c = store
+            .register_agent("c", &TenantId::new("u"), Importance::default())
+            .unwrap();
+        // Some work, then a checkpoint, then more work only the log has.
+        let ca = store.create_conversation(a).unwrap();
+        for i in 0..40 {
+            store
+                .append(ca, format!("message {i} {}", "y".repeat(i * 10)).as_bytes())
+                .unwrap();
+        }
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push((
+                a,
+                store
+                    .put(a, Kind::ToolResult, &blob(i), Visibility::Private)
+                    .unwrap(),
+            ));
+        }
+        store.checkpoint().unwrap();
+        assert_eq!(logs(&live).len(), 1, "the checkpoint cut the log");
+        for i in 5..15 {
+            ids.push((
+                b,
+                store
+                    .put(b, Kind::Blob, &blob(i), Visibility::Private)
+                    .unwrap(),
+            ));
+        }
+        let public = store
+            .put(c, Kind::SystemPrompt, &blob(99), Visibility::Public)
+            .unwrap();
+        ids.push((c, public));
+        store.share(a, &ids[0].1, b).unwrap();
+        ids.push((b, ids[0].1));
+        store.release(a, &ids[1].1).unwrap();
+        let forked = store.fork_conversation(b, ca, 25).unwrap();
+        let cb = store.create_conversation(b).unwrap();
+        store.append(cb, b"hello").unwrap();
+        let doomed = store.create_conversation(c).unwrap();
+        store.append(doomed, b"gone soon").unwrap();
+        store.delete_conversation(doomed).unwrap();
+        store.set_state(a, AgentState::RunningTool).unwrap();
+        store.pause(b).unwrap();
+        store.set_importance(c, Importance(3)).unwrap();
+        let gone = store
+            .register_agent("gone", &t, Importance::default())
+            .unwrap();
+        store
+            .put(gone, Kind::ToolResult, &blob(50), Visibility::Private)
+            .unwrap();
+        store.release_agent(gone).unwrap();
+        for i in 40..60 {
+            store.append(ca, format!("message {i}").as_bytes()).unwrap();
+        }
+        store.sync().unwrap();
+        let (logged, durable) = store.log_position();
+        assert!(logged > 0 && durable == logged, "{logged} {durable}");
+        let convs = [ca, forked, cb, doomed];
+        let before = view(&store, &convs, &ids);
+        // The crash: the directory as it is now, store still running.
+        let crashed = dir.path().join("crashed");
+        copy_dir(&live, &crashed);
+        drop(store);
+        let s = Store::open(&crashed).unwrap();
+        let report = s.open_report().unwrap();
+        assert!(report.replayed >= 40, "{report:?}");
+        let after = view(&s, &convs, &ids);
+        for (x, y) in after.iter().zip(&before) {
+            assert_eq!(x, y, "{durability:?}");
+        }
+        assert_eq!(after.len(), before.len());
+        // A new conversation takes the next id, as it would have.
+        let next = s.create_conversation(a).unwrap();
+        assert_eq!(next, ConversationId(doomed.0 + 1));
+        s.append(next, b"after the crash").unwrap();
+        let convs = [ca, forked, cb, doomed, next];
+        let before = view(&s, &convs, &ids);
+        // Closed without a checkpoint: the log keeps the replayed work and
+        // the new one, and the next open replays both to the same state.
+        drop(s);
+        let s = Store::open(&crashed).unwrap();
+        assert_eq!(view(&s, &convs, &ids), before);
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_a_log_that_skips_operations_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .durability(Durability::Sync)
+        .checkpoint_every(None)
+        .open(&live)
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    let conv = store.create_conversation(a).unwrap();
+    for i in 0..10 {
+        store.append(conv, format!("m{i}").as_bytes()).unwrap();
+    }
+    let torn = dir.path().join("torn");
+    copy_dir(&live, &torn);
+    drop(store);
+    // Half a record at the end, as a crash mid-write leaves it.
+    let log = logs(&torn).pop().unwrap();
+    let whole = std::fs::metadata(&log).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 5, 6]).unwrap();
+    }
+    let s = Store::open(&torn).unwrap();
+    assert_eq!(s.conversation_len(conv).unwrap(), 10);
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), whole, "tail cut");
+    s.append(conv, b"after the cut").unwrap();
+    drop(s);
+    let s = Store::open(&torn).unwrap();
+    assert_eq!(&s.read_last(conv, 1).unwrap()[0][..], b"after the cut");
+    drop(s);
+    // A flipped bit in the last record: that record is torn off too.
+    let bytes = std::fs::read(&log).unwrap();
+    let mut bad = bytes.clone();
+    let n = bad.len();
+    bad[n - 2] ^= 0x10;
+    std::fs::write(&log, &bad).unwrap();
+    let s = Store::open(&torn).unwrap();
+    assert_eq!(s.conversation_len(conv).unwrap(), 10);
+    drop(s);
+    // A log whose first operations are missing does not follow the image.
+    let gap = dir.path().join("gap");
+    copy_dir(&live, &gap);
+    let log = logs(&gap).pop().unwrap();
+    let name = log.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(name, format!("redo-{:016x}.wal", 0));
+    std::fs::rename(&log, gap.join(format!("redo-{:016x}.wal", 3))).unwrap();
+    let e = Store::open(&gap).unwrap_err().to_string();
+    assert!(e.contains("missing"), "{e}");
+    // `agentmem verify` (check_references) reports it too; on the intact
+    // copy it finds nothing wrong.
+    for (d, bad) in [(&gap, true), (&live, false)] {
+        let tier = agentmem_core::tier::DiskTier::open(d).unwrap();
+        let mut problems = Vec::new();
+        agentmem_core::check_references(&tier, &mut problems).unwrap();
+        assert_eq!(!problems.is_empty(), bad, "{problems:?}");
+    }
+}
+
+#[test]
+fn checkpoint_mode_logs_nothing_and_loses_what_no_checkpoint_covered() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .durability(Durability::Checkpoint)
+        .checkpoint_every(None)
+        .open(&live)
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    store.sync().unwrap(); // a checkpoint in this mode
+    let id = store
+        .put(a, Kind::ToolResult, &blob(1), Visibility::Private)
+        .unwrap();
+    assert_eq!(store.log_position(), (0, 0));
+    let crashed = dir.path().join("crashed");
+    copy_dir(&live, &crashed);
+    drop(store);
+    let s = Store::open(&crashed).unwrap();
+    assert_eq!(s.agents().len(), 1);
+    assert!(s.get_for(a, &id).is_err());
+}
+
+#[test]
+fn concurrent_writers_and_checkpoints_replay_to_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .ram_budget(512 << 10)
+        .checkpoint_every(Some(std::time::Duration::from_millis(7)))
+        .open(&live)
+        .unwrap();
+    let t = TenantId::new("t");
+    let agents: Vec<(AgentId, ConversationId)> = (0..4)
+        .map(|i| {
+            let a = store
+                .register_agent(&format!("w{i}"), &t, Importance::default())
+                .unwrap();
+            (a, store.create_conversation(a).unwrap())
+        })
+        .collect();
+    let ids = std::sync::Mutex::new(Vec::new());
+    let forks = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for (w, &(a, c)) in agents.iter().enumerate() {
+            let store = &store;
+            let ids = &ids;
+            let forks = &forks;
+            s.spawn(move || {
+                for i in 0..300 {
+                    store
+                        .append(c, format!("w{w} m{i} {}", "z".repeat(i % 200)).as_bytes())
+                        .unwrap();
+                    if i % 3 == 0 {
+                        let id = store
+                            .put(
+                                a,
+                                Kind::ToolResult,
+                                &blob(w * 1000 + i),
+                                Visibility::Private,
+                            )
+                            .unwrap();
+                        ids.lock().unwrap().push((a, id));
+                    }
+                    if i % 50 == 25 {
+                        let f = store.fork_conversation(a, c, i as u64 / 2).unwrap();
+                        forks.lock().unwrap().push(f);
+                    }
+                    if i % 7 == 0 {
+                        store.set_state(a, AgentState::WaitingForModel).unwrap();
+                        store.set_state(a, AgentState::Active).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    store.sync().unwrap();
+    let ids = ids.into_inner().unwrap();
+    let mut convs: Vec<ConversationId> = agents.iter().map(|x| x.1).collect();
+    convs.extend(forks.into_inner().unwrap());
+    let before = view(&store, &convs, &ids);
+    // Closed without a final checkpoint (the periodic one keeps running
+    // until the drop, so copying the directory meanwhile would not be a
+    // point-in-time image): what the last checkpoint missed is replayed.
+    drop(store);
+    let s = Store::open(&live).unwrap();
+    let after = view(&s, &convs, &ids);
+    for (x, y) in after.iter().zip(&before) {
+        assert_eq!(x, y);
+    }
+    assert_eq!(after.len(), before.len());
+}
