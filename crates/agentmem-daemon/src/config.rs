@@ -49,6 +49,23 @@ pub struct TokenTenant {
     pub tenant: String,
 }
 
+/// When a write through the daemon is durable (the store's redo log; see
+/// docs/cold-tier.md). Only matters with a data directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Group commit: every write is in the redo log when it is acknowledged
+    /// (survives the daemon being killed); the log is fdatasynced every
+    /// `group_commit_ms`, the most a power cut can lose.
+    #[default]
+    Group,
+    /// Every write is fdatasynced before it is acknowledged.
+    Sync,
+    /// No redo log: writes are durable at the next checkpoint
+    /// (`checkpoint_secs`); a crash loses the work since then.
+    Checkpoint,
+}
+
 /// The store's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,10 +134,17 @@ pub struct Config {
     /// `$XDG_STATE_HOME/agentmem`, else `/var/lib/agentmem` for root and
     /// `~/.local/state/agentmem` for other users).
     pub data_dir: PathBuf,
-    /// Seconds between background checkpoints of the persistent store (a
-    /// crash loses at most this much work; a graceful stop loses nothing);
-    /// 0 = only at shutdown. Default: 30.
+    /// Seconds between background checkpoints of the persistent store
+    /// (they bound the redo log and the time to reopen; with `durability =
+    /// "checkpoint"` a crash loses at most this much work); 0 = only at
+    /// shutdown. Default: 30.
     pub checkpoint_secs: f64,
+    /// When an acknowledged write is durable: "group" (default), "sync" or
+    /// "checkpoint" (see [`DurabilityMode`]).
+    pub durability: DurabilityMode,
+    /// Milliseconds between fdatasyncs of the redo log under group commit.
+    /// Default: 10.
+    pub group_commit_ms: f64,
     /// The store.
     pub store: StoreConfig,
     /// Tokens that name tenants. Default: none.
@@ -144,6 +168,8 @@ impl Default for Config {
             log: "info".into(),
             data_dir: crate::default_data_dir(),
             checkpoint_secs: 30.0,
+            durability: DurabilityMode::Group,
+            group_commit_ms: 10.0,
             store: StoreConfig::default(),
             tokens: Vec::new(),
         }
@@ -184,6 +210,12 @@ impl Config {
             bail!(
                 "checkpoint_secs = {} must be a finite number ≥ 0",
                 self.checkpoint_secs
+            );
+        }
+        if !(self.group_commit_ms > 0.0 && self.group_commit_ms <= 60_000.0) {
+            bail!(
+                "group_commit_ms = {} must be above 0 and at most 60000",
+                self.group_commit_ms
             );
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -276,6 +308,12 @@ mod tests {
         assert!(format!("{e:#}").contains("at least 16"), "{e:#}");
         let e = Config::parse("data_dir = \"rel/dir\"").unwrap_err();
         assert!(format!("{e:#}").contains("absolute"), "{e:#}");
+        let e = Config::parse("group_commit_ms = 0").unwrap_err();
+        assert!(format!("{e:#}").contains("group_commit_ms"), "{e:#}");
+        let e = Config::parse("durability = \"fast\"").unwrap_err();
+        assert!(format!("{e:#}").contains("durability"), "{e:#}");
+        let c = Config::parse("durability = \"sync\"").unwrap();
+        assert_eq!(c.durability, DurabilityMode::Sync);
         let e = Config::parse("checkpoint_secs = -1").unwrap_err();
         assert!(format!("{e:#}").contains("checkpoint_secs"), "{e:#}");
         assert!(Config::parse("data_dir = \"\"")

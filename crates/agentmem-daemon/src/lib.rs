@@ -137,6 +137,13 @@ pub struct Args {
     /// [default: 30].
     #[arg(long)]
     pub checkpoint_secs: Option<f64>,
+    /// When an acknowledged write is durable [default: group].
+    #[arg(long, value_enum)]
+    pub durability: Option<config::DurabilityMode>,
+    /// Milliseconds between redo-log fdatasyncs under group commit
+    /// [default: 10].
+    #[arg(long)]
+    pub group_commit_ms: Option<f64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -193,6 +200,12 @@ impl Args {
         }
         if let Some(v) = self.checkpoint_secs {
             c.checkpoint_secs = v;
+        }
+        if let Some(v) = self.durability {
+            c.durability = v;
+        }
+        if let Some(v) = self.group_commit_ms {
+            c.group_commit_ms = v;
         }
         c.validate()?;
         Ok(c)
@@ -285,8 +298,16 @@ fn open_store(
         }
     }
     let every = (cfg.checkpoint_secs > 0.0).then(|| Duration::from_secs_f64(cfg.checkpoint_secs));
+    let durability = match cfg.durability {
+        config::DurabilityMode::Group => {
+            agentmem_core::Durability::Group(Duration::from_secs_f64(cfg.group_commit_ms / 1e3))
+        }
+        config::DurabilityMode::Sync => agentmem_core::Durability::Sync,
+        config::DurabilityMode::Checkpoint => agentmem_core::Durability::Checkpoint,
+    };
     let store = builder
         .checkpoint_every(every)
+        .durability(durability)
         .open(dir)
         .with_context(|| format!("opening the store in {}", dir.display()))?;
     match store.open_report() {

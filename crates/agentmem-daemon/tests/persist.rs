@@ -206,3 +206,38 @@ fn a_new_data_directory_is_private_to_the_daemons_user() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+/// Puts a unit and appends to a conversation as agent "writer", then kills
+/// the daemon with SIGKILL (no final checkpoint) and restarts it; returns
+/// what the reconnected agent reads back, or `None` if it lost both.
+fn write_then_sigkill(extra: &str) -> (Option<Vec<u8>>, Option<Vec<Vec<u8>>>) {
+    let mut d = Daemon::start(&format!("grace_secs = 120\ncheckpoint_secs = 0\n{extra}"));
+    let body = noise(11, 5000);
+    let mut a = d.options("writer").token(ALPHA).connect().unwrap();
+    let id = a.put(Kind::ToolResult, &body, Visibility::Private).unwrap();
+    let conv = a.create_conversation().unwrap();
+    a.append(conv, b"acknowledged before the kill").unwrap();
+    drop(a);
+    d.restart(); // SIGKILL, then start again on the same directory
+    let mut a = d.options("writer").token(ALPHA).connect().unwrap();
+    let unit = a.get_inline(&id).ok();
+    if let Some(u) = &unit {
+        assert_eq!(u, &body, "unit came back with other bytes");
+    }
+    (unit, a.read_all(conv).ok())
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_under_group_commit_and_not_without_a_log() {
+    let (unit, conv) = write_then_sigkill("durability = \"group\"");
+    assert!(unit.is_some(), "group commit lost an acknowledged put");
+    assert_eq!(
+        conv,
+        Some(vec![b"acknowledged before the kill".to_vec()]),
+        "group commit lost an acknowledged append"
+    );
+    // With no redo log and no checkpoint since the writes, they are gone:
+    // the setting really reaches the store.
+    let (unit, conv) = write_then_sigkill("durability = \"checkpoint\"");
+    assert!(unit.is_none() && conv.is_none(), "{unit:?} {conv:?}");
+}
