@@ -8,44 +8,15 @@
 //! from `$AGENTMEM_DATA/conversations/*.jsonl.zst` (default
 //! `../shared/data` beside the repository, else `data/sample`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use agentmem_core::prelude::*;
 use agentmem_core::Durability;
 
-fn messages(n: usize) -> Vec<Vec<u8>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dirs = [
-        std::env::var("AGENTMEM_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_default(),
-        root.join("../shared/data"),
-        root.join("data/sample"),
-    ];
-    let file = dirs
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d.join("conversations")).ok())
-        .flat_map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())))
-        .find(|p| p.to_string_lossy().ends_with(".jsonl.zst"))
-        .expect("a conversations/*.jsonl.zst file");
-    let reader = BufReader::new(
-        zstd::stream::read::Decoder::new(std::fs::File::open(file).expect("open data"))
-            .expect("zstd"),
-    );
-    let mut out = Vec::new();
-    for line in reader.lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.expect("line")).expect("json line");
-        for m in v["messages"].as_array().expect("messages") {
-            out.push(serde_json::to_vec(m).expect("json"));
-            if out.len() == n {
-                return out;
-            }
-        }
-    }
-    out
-}
+#[path = "../benches/support/messages.rs"]
+mod messages;
+use messages::messages;
 
 struct Run {
     appends: f64,
