@@ -884,26 +884,28 @@ impl State {
         }
     }
 
+    /// The dictionary a frame of `kind` with `encoding` needs, if any.
+    fn dictionary_for(&self, kind: Kind, encoding: Encoding) -> Result<Option<Arc<Dictionary>>> {
+        match encoding {
+            Encoding::Zstd { dict } if dict > 0 => self.codecs[kind.index()]
+                .version(dict)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!("{kind} unit"),
+                    detail: format!("it needs dictionary version {dict}, which is missing"),
+                }),
+            _ => Ok(None),
+        }
+    }
+
     /// Hot bytes, or what is needed to decode them outside the lock.
     fn pending(&self, k: u32) -> Result<Result<Bytes, Pending>> {
         let u = self.unit(k);
         match &u.body {
             Body::Hot(b, _) => Ok(Ok(b.clone())),
             &Body::Cold(_, encoding) => {
-                let dict = match encoding {
-                    Encoding::Zstd { dict } if dict > 0 => Some(
-                        self.codecs[u.kind.index()]
-                            .version(dict)
-                            .cloned()
-                            .ok_or_else(|| Error::Corrupt {
-                                what: format!("{} unit", u.kind),
-                                detail: format!(
-                                    "it needs dictionary version {dict}, which is missing"
-                                ),
-                            })?,
-                    ),
-                    _ => None,
-                };
+                let dict = self.dictionary_for(u.kind, encoding)?;
                 let cold = self
                     .cold
                     .clone()
@@ -924,20 +926,7 @@ impl State {
                 }))
             }
             Body::Warm(frame) => {
-                let dict = match frame.encoding {
-                    Encoding::Zstd { dict } if dict > 0 => Some(
-                        self.codecs[u.kind.index()]
-                            .version(dict)
-                            .cloned()
-                            .ok_or_else(|| Error::Corrupt {
-                                what: format!("{} unit", u.kind),
-                                detail: format!(
-                                    "it needs dictionary version {dict}, which is missing"
-                                ),
-                            })?,
-                    ),
-                    _ => None,
-                };
+                let dict = self.dictionary_for(u.kind, frame.encoding)?;
                 let base = if frame.encoding == Encoding::Delta {
                     Some(self.plain_locked(u.base)?)
                 } else {
