@@ -1,13 +1,12 @@
 //! Round trips, reopening, torn tails, bit flips, locks and versions.
 
+mod common;
+
 use std::sync::Arc;
 
 use agentmem_cold::storage::{MemStorage, Storage};
 use agentmem_cold::{ColdError, DiskTier, Durability};
-
-fn key(i: u64) -> [u8; 32] {
-    *blake3::hash(&i.to_le_bytes()).as_bytes()
-}
+use common::{key, mem_tier};
 
 /// Deterministic value of a length derived from the key.
 fn value(i: u64) -> Vec<u8> {
@@ -20,14 +19,6 @@ fn value(i: u64) -> Vec<u8> {
     out.resize(len, 0);
     r.fill(&mut out);
     out
-}
-
-fn mem_tier(s: &MemStorage) -> DiskTier {
-    DiskTier::builder()
-        .segment_size(1 << 20)
-        .sync_interval(None)
-        .open_storage(Arc::new(s.clone()))
-        .expect("open")
 }
 
 #[test]

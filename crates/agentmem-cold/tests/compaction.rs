@@ -1,14 +1,13 @@
 //! Compaction reclaims dead space while readers and writers go on.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentmem_cold::DiskTier;
-
-fn key(i: u64) -> [u8; 32] {
-    *blake3::hash(&i.to_le_bytes()).as_bytes()
-}
+use common::key;
 
 fn value(i: u64, gen: u64) -> Vec<u8> {
     let n = 500 + (i as usize * 131) % 4000;

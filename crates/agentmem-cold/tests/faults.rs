@@ -1,32 +1,21 @@
 //! Fault injection: failed writes, short writes, disk full, failed fsync.
 //! The tier must surface every failure and never return wrong bytes.
 
-use std::sync::Arc;
+mod common;
 
 use agentmem_cold::storage::{Faults, MemStorage};
-use agentmem_cold::{ColdError, DiskTier, Durability};
-
-fn key(i: u64) -> [u8; 32] {
-    *blake3::hash(&i.to_le_bytes()).as_bytes()
-}
+use agentmem_cold::{ColdError, Durability};
+use common::{key, mem_tier};
 
 fn value(i: u64) -> Vec<u8> {
     let n = 100 + (i as usize * 37) % 3000;
     (0..n).map(|j| (i as usize * 31 + j * 7) as u8).collect()
 }
 
-fn open(s: &MemStorage) -> DiskTier {
-    DiskTier::builder()
-        .segment_size(1 << 20)
-        .sync_interval(None)
-        .open_storage(Arc::new(s.clone()))
-        .expect("open")
-}
-
 #[test]
 fn short_writes_are_completed() {
     let s = MemStorage::new();
-    let t = open(&s);
+    let t = mem_tier(&s);
     s.set_faults(Faults {
         short_writes: true,
         ..Default::default()
@@ -36,7 +25,7 @@ fn short_writes_are_completed() {
     }
     s.set_faults(Faults::default());
     drop(t);
-    let t = open(&s);
+    let t = mem_tier(&s);
     for i in 0..100 {
         assert_eq!(t.get(&key(i)).unwrap().unwrap().1, value(i));
     }
@@ -45,7 +34,7 @@ fn short_writes_are_completed() {
 #[test]
 fn failed_writes_are_errors_and_leave_no_trace() {
     let s = MemStorage::new();
-    let t = open(&s);
+    let t = mem_tier(&s);
     for i in 0..10 {
         t.put(&key(i), 1, &value(i)).unwrap();
     }
@@ -62,7 +51,7 @@ fn failed_writes_are_errors_and_leave_no_trace() {
     s.set_faults(Faults::default());
     t.put(&key(11), 1, &value(11)).unwrap();
     drop(t);
-    let t = open(&s);
+    let t = mem_tier(&s);
     assert!(t.get(&key(10)).unwrap().is_none());
     for i in (0..10).chain([11]) {
         assert_eq!(t.get(&key(i)).unwrap().unwrap().1, value(i));
@@ -74,7 +63,7 @@ fn failed_writes_are_errors_and_leave_no_trace() {
 #[test]
 fn disk_full_is_a_clear_error_and_the_tier_stays_readable() {
     let s = MemStorage::new();
-    let t = open(&s);
+    let t = mem_tier(&s);
     t.put(&key(1), 1, &value(1)).unwrap();
     s.set_faults(Faults {
         fail_writes_after: Some(0),
@@ -100,7 +89,7 @@ fn disk_full_is_a_clear_error_and_the_tier_stays_readable() {
 #[test]
 fn failed_fsync_poisons_until_reopened() {
     let s = MemStorage::new();
-    let t = open(&s);
+    let t = mem_tier(&s);
     for i in 0..5 {
         t.put_with(&key(i), 1, &value(i), Durability::Sync).unwrap();
     }
@@ -125,7 +114,7 @@ fn failed_fsync_poisons_until_reopened() {
     // …and a power cut keeps every write acknowledged as synced.
     let after = s.power_cut();
     drop(t);
-    let t = open(&after);
+    let t = mem_tier(&after);
     for i in 0..5 {
         assert_eq!(t.get(&key(i)).unwrap().unwrap().1, value(i));
     }
@@ -138,7 +127,7 @@ fn random_faults_never_yield_wrong_bytes() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let s = MemStorage::new();
-    let mut t = open(&s);
+    let mut t = mem_tier(&s);
     for round in 0..40 {
         s.set_faults(Faults {
             fail_writes_after: rng.random_bool(0.5).then(|| rng.random_range(0..20)),
@@ -189,7 +178,7 @@ fn random_faults_never_yield_wrong_bytes() {
         s.set_faults(Faults::default());
         if t.stats().poisoned.is_some() || round % 10 == 9 {
             drop(t);
-            t = open(&s.power_cut());
+            t = mem_tier(&s.power_cut());
             for i in 0..200u64 {
                 if let Ok(Some((_, v))) = t.get(&key(i)) {
                     assert_eq!(v, value(i));
