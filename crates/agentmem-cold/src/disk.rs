@@ -610,6 +610,26 @@ impl Inner {
                     }
                 }
             }
+            if let Some(why) = &bad {
+                // Only what a crash leaves may be cut: damage followed by
+                // whole records (or in a segment a later one follows, all
+                // fsynced at rotation) is refused, never silently dropped.
+                let next = format::next_valid_record(&buf, off);
+                if Some(id) != last || !format::torn_write(&buf, start, off, next) {
+                    return Err(ColdError::Corrupt {
+                        what: format!("segment {dir}/{name}"),
+                        detail: format!(
+                            "damaged record at byte {} ({why}){}; refusing to open rather than drop the records after it. Restore the directory from a backup",
+                            start + off as u64,
+                            match (next, Some(id) == last) {
+                                (Some(n), _) => format!(", whole records follow from byte {}", start + n as u64),
+                                (None, false) => ", and later segments follow".to_string(),
+                                (None, true) => String::new(),
+                            }
+                        ),
+                    });
+                }
+            }
             report.replayed_bytes += off as u64;
             let end = start + off as u64;
             state.segs.get_mut(&id).expect("inserted").size =
@@ -617,13 +637,8 @@ impl Inner {
             if let Some(why) = bad {
                 report.truncated_bytes += flen - end;
                 report.notes.push(format!(
-                    "{name}: {} bytes after offset {end} cut ({why}){}",
+                    "{name}: torn tail of {} bytes after offset {end} cut ({why})",
                     flen - end,
-                    if Some(id) == last {
-                        ""
-                    } else {
-                        " — not the newest segment: data was damaged"
-                    }
                 ));
                 if !opts.read_only {
                     f.set_len(end).map_err(io("cutting a torn tail"))?;

@@ -87,6 +87,10 @@ pub enum Error {
     /// The cold tier failed.
     #[error("the cold tier failed")]
     Cold(#[source] std::io::Error),
+    /// The redo log is damaged, does not follow the store's image, or
+    /// failed to write.
+    #[error(transparent)]
+    Redo(#[from] crate::redo::RedoError),
     /// An invalid setting was given to the builder.
     #[error("invalid store setting: {0}")]
     Config(String),

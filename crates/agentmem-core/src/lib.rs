@@ -60,7 +60,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::DictionaryInfo;
 pub use error::{Error, Result};
 pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
-pub use redo::Durability;
+pub use redo::{Durability, RedoError};
 pub use stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
 pub use store::{
     check_references, AgentInfo, CheckpointReport, ContentId, OpenReport, ResumeReport, Store,

@@ -10,9 +10,16 @@
 //! image is durable the older files are deleted. [`Store::open`] restores
 //! the image, then replays every record from the image's `seq` on, through
 //! the public API (so content ids and conversation ids come out the same).
-//! The first bad record (short, wrong checksum, undecodable) ends the log:
-//! it and everything after it is a torn tail and is cut. A log that does not
-//! start at or before the image's `seq`, or skips a number, is refused.
+//! A bad record (short, wrong checksum, undecodable) is a torn tail — what
+//! a crash mid-write leaves — only when it is in the last file and no whole
+//! record follows it (or the span up to the next whole one holds a zeroed
+//! sector, as a power cut leaves unwritten pages; see
+//! [`agentmem_cold::format::torn_write`]): then it and everything after it
+//! is cut. Otherwise it is damage, and opening refuses with
+//! [`RedoError::Damaged`] naming the file and byte, rather than dropping
+//! the acknowledged operations after it. A log that does not start at or
+//! before the image's `seq`, or skips a number, is refused
+//! ([`RedoError::Sequence`]).
 //!
 //! Written by hand rather than with a WAL crate: the format is 30 lines, and
 //! the well-kept embedded engines (fjall, redb, sled) bring their own log,
@@ -32,6 +39,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::types::{AgentState, Importance, Kind, Visibility};
+
+/// Why the redo log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedoError {
+    /// A record is damaged (a flipped bit, a garbled sector) and is not
+    /// the torn tail a crash leaves: whole records follow it, or a later
+    /// log file does. The store refuses to open rather than drop every
+    /// acknowledged operation after it.
+    #[error("redo log {} is damaged at byte {offset}: {detail}. Refusing to open rather than drop the acknowledged operations after it: restore the directory from a backup, or move the log file aside to open the store as of its last checkpoint", file.display())]
+    Damaged {
+        /// The log file.
+        file: PathBuf,
+        /// Byte offset of the damaged record in it.
+        offset: u64,
+        /// What was wrong, and what follows.
+        detail: String,
+    },
+    /// The log does not follow the store's image: operations are missing
+    /// or out of order.
+    #[error("redo log {}: {detail}", file.display())]
+    Sequence {
+        /// The log file (or directory).
+        file: PathBuf,
+        /// What does not follow.
+        detail: String,
+    },
+}
 
 /// When an acknowledged write becomes durable (survives a crash of the
 /// process or of the machine). Set with [`StoreBuilder::durability`].
@@ -171,7 +206,7 @@ pub(crate) fn read(
     let files = files(dir)?;
     if let Some((first, path)) = files.first() {
         if *first > from {
-            return Err(corrupt(
+            return Err(sequence(
                 path,
                 format!(
                     "starts at operation {first}, after the store image's {from}: operations in between are missing"
@@ -184,7 +219,7 @@ pub(crate) fn read(
     for (i, (first, path)) in files.iter().enumerate() {
         if let Some(nx) = next {
             if *first != nx {
-                return Err(corrupt(
+                return Err(sequence(
                     path,
                     format!("starts at operation {first}, but the previous file ended at {nx}"),
                 ));
@@ -196,22 +231,25 @@ pub(crate) fn read(
             .map_err(Error::Cold)?;
         let mut at = 0usize;
         let mut seq = *first;
-        while buf.len() - at >= HEADER {
+        let damage = loop {
+            if buf.len() - at < HEADER {
+                break (at < buf.len()).then_some("record header cut short");
+            }
             let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
             let crc = u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4"));
             let Some(payload) = buf.get(at + HEADER..at + HEADER + len) else {
-                break;
+                break Some("record cut short");
             };
             if crc32c::crc32c(payload) != crc {
-                break;
+                break Some("checksum mismatch");
             }
             let Ok((s, _)) = postcard::take_from_bytes::<u64>(payload) else {
-                break;
+                break Some("undecodable record");
             };
             if s != seq {
-                return Err(corrupt(
+                return Err(sequence(
                     path,
-                    format!("holds operation {s} where {seq} belongs"),
+                    format!("holds operation {s} at byte {at}, where {seq} belongs"),
                 ));
             }
             if seq >= from {
@@ -219,13 +257,26 @@ pub(crate) fn read(
             }
             seq += 1;
             at += HEADER + len;
-        }
-        if at < buf.len() {
-            if i + 1 != n {
-                return Err(corrupt(
-                    path,
-                    format!("is damaged at byte {at}, and a later log file follows it"),
-                ));
+        };
+        if let Some(why) = damage {
+            // Only what a crash leaves may be cut: a damaged record followed
+            // by whole ones (or in a file a later one follows, fsynced
+            // before it was started) is corruption, refused rather than
+            // dropping every acknowledged operation after it.
+            let after = next_valid(&buf, at, seq);
+            let last = i + 1 == n;
+            if !last || !agentmem_cold::format::torn_write(&buf, 0, at, after.map(|n| n.0)) {
+                return Err(RedoError::Damaged {
+                    file: path.clone(),
+                    offset: at as u64,
+                    detail: match (after, last) {
+                        (Some((p, s)), _) => format!(
+                            "{why} in operation {seq}, and whole records follow (operation {s} at byte {p})"
+                        ),
+                        (None, _) => format!("{why} in operation {seq}, and a later log file follows"),
+                    },
+                }
+                .into());
             }
             if !cut {
                 next = Some(seq);
@@ -247,19 +298,36 @@ pub(crate) fn read(
     }
     let end = next.unwrap_or(from);
     if end < from {
-        return Err(Error::Corrupt {
-            what: format!("redo log in {}", dir.display()),
-            detail: format!("ends at operation {end}, before the store image's {from}"),
-        });
+        return Err(sequence(
+            dir,
+            format!("ends at operation {end}, before the store image's {from}"),
+        ));
     }
     Ok(end)
 }
 
-fn corrupt(path: &Path, detail: String) -> Error {
-    Error::Corrupt {
-        what: format!("redo log {}", path.display()),
+fn sequence(path: &Path, detail: String) -> Error {
+    RedoError::Sequence {
+        file: path.to_path_buf(),
         detail,
     }
+    .into()
+}
+
+/// The first whole record after damage at `at` that could follow operation
+/// `seq` (its checksum holds and it numbers a later operation): its offset
+/// and number.
+fn next_valid(buf: &[u8], at: usize, seq: u64) -> Option<(usize, u64)> {
+    (at + 1..buf.len().saturating_sub(HEADER - 1)).find_map(|p| {
+        let len = u32::from_le_bytes(buf[p..p + 4].try_into().expect("4")) as usize;
+        let crc = u32::from_le_bytes(buf[p + 4..p + 8].try_into().expect("4"));
+        let payload = buf.get(p + HEADER..(p + HEADER).checked_add(len)?)?;
+        if len == 0 || crc32c::crc32c(payload) != crc {
+            return None;
+        }
+        let (s, _) = postcard::take_from_bytes::<u64>(payload).ok()?;
+        (s >= seq && s - seq <= buf.len() as u64).then_some((p, s))
+    })
 }
 
 /// Decode one payload returned by [`read`].

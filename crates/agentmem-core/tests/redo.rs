@@ -316,3 +316,74 @@ fn concurrent_writers_and_checkpoints_replay_to_the_same_store() {
     }
     assert_eq!(after.len(), before.len());
 }
+
+/// The case: 60 acknowledged puts, a crash, one bit flipped a third
+/// of the way into the redo log. Every later record is whole, so this is
+/// damage, not a torn tail: opening refuses, naming the file and offset,
+/// and `check_references` (`agentmem verify`) reports it — rather than
+/// opening with 19 units and dropping 41 acknowledged ones for good.
+#[test]
+fn a_damaged_record_followed_by_whole_ones_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .durability(Durability::Sync)
+        .checkpoint_every(None)
+        .open(&live)
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    let ids: Vec<ContentId> = (0..60)
+        .map(|i| {
+            store
+                .put(a, Kind::ToolResult, &blob(i), Visibility::Private)
+                .unwrap()
+        })
+        .collect();
+    // The crash: what the killed process left on disk.
+    let crashed = dir.path().join("crashed");
+    copy_dir(&live, &crashed);
+    drop(store);
+    let log = logs(&crashed).pop().unwrap();
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x08;
+    std::fs::write(&log, &bytes).unwrap();
+    match Store::open(&crashed) {
+        Err(Error::Redo(agentmem_core::RedoError::Damaged { file, offset, .. })) => {
+            assert_eq!(file, log);
+            assert!(
+                offset <= at as u64 && at as u64 - offset < 8 + 300 + 60 * 131 + 64,
+                "damage at {at}, reported at {offset}"
+            );
+        }
+        Ok(s) => panic!(
+            "opened a damaged log; {} of 60 units readable",
+            ids.iter().filter(|id| s.get_for(a, id).is_ok()).count()
+        ),
+        Err(e) => panic!("expected Error::Redo(Damaged), got {e}"),
+    }
+    let e = Store::open(&crashed).err().unwrap().to_string();
+    assert!(
+        e.contains(&log.display().to_string()) && e.contains("byte"),
+        "{e}"
+    );
+    // The log was left as it was, for whoever repairs it.
+    assert_eq!(std::fs::read(&log).unwrap(), bytes);
+    let tier = agentmem_core::tier::DiskTier::builder()
+        .read_only(true)
+        .open(&crashed)
+        .unwrap();
+    let mut problems = Vec::new();
+    agentmem_core::check_references(&tier, &mut problems).unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("damaged at byte")),
+        "{problems:?}"
+    );
+    // The intact directory opens with all 60.
+    let s = Store::open(&live).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(&s.get_for(a, id).unwrap()[..], &blob(i)[..]);
+    }
+}
