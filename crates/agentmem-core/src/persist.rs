@@ -127,6 +127,9 @@ pub struct OpenReport {
     pub replayed: u64,
     /// Wall time of reading and replaying the redo log.
     pub replay: Duration,
+    /// Wall time of the checkpoint taken right after a replay (zero when
+    /// nothing was replayed).
+    pub checkpoint: Duration,
     /// Wall time of the whole open.
     pub elapsed: Duration,
 }
@@ -581,6 +584,14 @@ impl StoreBuilder {
             .redo
             .set(log.clone())
             .expect("the log is set once, here");
+        if report.replayed > 0 {
+            // What was replayed goes into a new image now, and the log it
+            // came from is deleted: otherwise a crash loop (open, work, be
+            // killed before the first periodic checkpoint) grows the log
+            // and every restart replays all of it again.
+            let c = store.checkpoint()?;
+            report.checkpoint = c.elapsed;
+        }
         if let Durability::Group(every) = durability {
             let every = every.max(Duration::from_millis(1));
             store.spawn("agentmem-group-commit", every, move |_| {
