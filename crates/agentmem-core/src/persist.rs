@@ -557,7 +557,10 @@ impl StoreBuilder {
             }
         }
         // Then the operations logged after the image, through the API.
+        // No dictionary is trained meanwhile: those the logged run trained
+        // are in the log, at the point they were installed.
         let replay_started = Instant::now();
+        store.pause_training(true);
         let end = redo::read(&dir, log_seq, true, |payload| {
             if fresh {
                 return Err(Error::Corrupt {
@@ -568,6 +571,7 @@ impl StoreBuilder {
             report.replayed += 1;
             store.replay(payload)
         })?;
+        store.pause_training(false);
         report.replay = replay_started.elapsed();
         if fresh {
             // A new store: its first image fixes the secret content ids
@@ -616,6 +620,14 @@ impl StoreBuilder {
 }
 
 impl Store {
+    /// Stop (or let go on) dictionary training, for replay: marks every
+    /// kind as "training under way", which makes writes skip sampling.
+    fn pause_training(&self, pause: bool) {
+        for c in self.inner.state.lock().codecs.iter_mut() {
+            c.training = pause;
+        }
+    }
+
     /// Apply one redo log record.
     fn replay(&self, payload: &[u8]) -> Result<()> {
         let (seq, op) = redo::decode(payload)?;
@@ -651,6 +663,17 @@ impl Store {
                 self.delete_conversation(ConversationId(conversation))
             }
             Op::LoadDictionary { kind, version, raw } => self.load_dictionary(kind, version, raw),
+            Op::Dictionary {
+                kind,
+                version,
+                domain: None,
+                raw,
+            } => self.load_dictionary(kind, version, raw),
+            Op::Dictionary {
+                domain: Some(d), ..
+            } => Err(Error::Config(format!(
+                "a dictionary for dedup domain {d}: this agentmem keeps one per kind"
+            ))),
         };
         r.map_err(|e| Error::Corrupt {
             what: format!("redo log operation {seq}"),

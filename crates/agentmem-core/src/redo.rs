@@ -162,6 +162,18 @@ pub(crate) enum Op<'a> {
         #[serde(borrow, with = "serde_bytes")]
         raw: &'a [u8],
     },
+    /// A dictionary the store trained itself. Replay loads it rather than
+    /// training again (which would depend on samples the image does not
+    /// hold, and number versions differently). `domain`: the dedup domain
+    /// (tenant) it was trained for, once dictionaries are kept per domain;
+    /// `None` for the store-wide one.
+    Dictionary {
+        kind: Kind,
+        version: u32,
+        domain: Option<u32>,
+        #[serde(borrow, with = "serde_bytes")]
+        raw: &'a [u8],
+    },
 }
 
 const HEADER: usize = 8;

@@ -1737,10 +1737,23 @@ impl Store {
         };
         let version = c.versions.len() as u32 + 1;
         let dict = Dictionary::load(kind, version, Bytes::from(raw), self.cfg().level)?;
+        // Logged (before it is installed) like an explicit load, so replay
+        // numbers dictionary versions as this run did.
+        let pos = self.log(
+            &st,
+            &Op::Dictionary {
+                kind,
+                version,
+                domain: None,
+                raw: &dict.raw,
+            },
+        )?;
+        let c = &mut st.codecs[kind.index()];
         c.versions.push(Arc::new(dict));
         c.trained_on = sizes.len() as u64;
         tracing::debug!(%kind, version, "trained dictionary");
-        Ok(())
+        drop(st);
+        self.commit(pos)
     }
 
     /// Load a dictionary (e.g. one persisted with the data that needs it) as

@@ -455,3 +455,75 @@ fn opening_checkpoints_what_it_replayed_so_a_crash_loop_does_not_grow_the_log() 
         cur = next;
     }
 }
+
+fn tool_result(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"tool":"grep","call":{i},"matches":[{}]}}"#,
+        (0..12)
+            .map(|j| format!(
+                r#"{{"file":"src/mod{}.rs","line":{},"text":"let value_{j} = compute({i}, {j});"}}"#,
+                (i * 7 + j) % 23,
+                i * 13 + j
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+    .into_bytes()
+}
+
+/// A dictionary the store trains itself, then one loaded explicitly, then
+/// a crash. Training samples are not in the image, so replay alone would
+/// not train at the same point (or at all) and the logged load would find
+/// the wrong version number: the store refused to open. The trained one
+/// is logged now, and replay installs both in order.
+#[test]
+fn self_trained_and_loaded_dictionaries_replay_in_install_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .durability(Durability::Sync)
+        .checkpoint_every(None)
+        .train_dictionaries_after(64 << 10)
+        .open(&live)
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    let mut ids = Vec::new();
+    let mut put = |i: usize| {
+        let id = store
+            .put(a, Kind::ToolResult, &tool_result(i), Visibility::Private)
+            .unwrap();
+        ids.push((i, id));
+    };
+    // Most samples before the checkpoint, the rest only in the log.
+    let per = tool_result(0).len();
+    let before = (60 << 10) / per;
+    for i in 0..before {
+        put(i);
+    }
+    store.checkpoint().unwrap();
+    let mut i = before;
+    while store.dictionary(Kind::ToolResult, 1).is_none() {
+        put(i);
+        i += 1;
+        assert!(i < before + 200, "no dictionary was trained");
+    }
+    let raw = store.dictionary(Kind::ToolResult, 1).unwrap();
+    store.load_dictionary(Kind::ToolResult, 2, &raw).unwrap();
+    for j in i..i + 5 {
+        put(j);
+    }
+    let crashed = dir.path().join("crashed");
+    copy_dir(&live, &crashed);
+    drop(store);
+    let s = Store::builder()
+        .train_dictionaries_after(64 << 10)
+        .open(&crashed)
+        .unwrap_or_else(|e| panic!("reopening after train + load: {e}"));
+    assert_eq!(s.dictionary(Kind::ToolResult, 1).unwrap(), raw);
+    assert_eq!(s.dictionary(Kind::ToolResult, 2).unwrap(), raw);
+    for (i, id) in &ids {
+        assert_eq!(&s.get_for(a, id).unwrap()[..], &tool_result(*i)[..]);
+    }
+}
