@@ -1272,6 +1272,13 @@ impl DiskTier {
         &self.inner.dir
     }
 
+    /// The storage this tier lives on, for other files that belong beside
+    /// its segments (the store's redo log): they share its lock and its
+    /// faults.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.inner.storage.clone()
+    }
+
     /// Space, activity and what the open found.
     pub fn stats(&self) -> ColdStats {
         let st = self.inner.state.read();

@@ -465,7 +465,7 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         Ok(p)
     }
     // The redo log must follow the image, and every record in it decode.
-    let read = redo::read(std::path::Path::new(tier.dir()), img.log_seq, false, |r| {
+    let read = redo::read(&*tier.storage(), img.log_seq, false, |r| {
         refs += 1;
         if let Err(e) = redo::decode(r) {
             problems.push(e.to_string());
@@ -497,6 +497,21 @@ impl StoreBuilder {
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
         let started = Instant::now();
         let tier = DiskTier::open(dir.as_ref()).map_err(|e| Error::Cold(e.into()))?;
+        self.open_tier(tier, started)
+    }
+
+    /// [`StoreBuilder::open`] on any [`Storage`]: the cold tier, the
+    /// store's image (kept in it) and the redo log all live there, so a
+    /// test can run the store on
+    /// [`MemStorage`](agentmem_cold::storage::MemStorage), inject faults
+    /// and cut the power.
+    ///
+    /// [`Storage`]: agentmem_cold::storage::Storage
+    pub fn open_storage(self, storage: Arc<dyn agentmem_cold::storage::Storage>) -> Result<Store> {
+        let started = Instant::now();
+        let tier = DiskTier::builder()
+            .open_storage(storage)
+            .map_err(|e| Error::Cold(e.into()))?;
         self.open_tier(tier, started)
     }
 
@@ -561,7 +576,7 @@ impl StoreBuilder {
         // are in the log, at the point they were installed.
         let replay_started = Instant::now();
         store.pause_training(true);
-        let end = redo::read(&dir, log_seq, true, |payload| {
+        let end = redo::read(&*tier.storage(), log_seq, true, |payload| {
             if fresh {
                 return Err(Error::Corrupt {
                     what: format!("store in {}", dir.display()),
@@ -579,7 +594,7 @@ impl StoreBuilder {
             store.checkpoint()?;
         }
         let log = Arc::new(redo::Log::open(
-            &dir,
+            tier.storage(),
             end,
             durability != Durability::Checkpoint,
         )?);

@@ -21,19 +21,23 @@
 //! before the image's `seq`, or skips a number, is refused
 //! ([`RedoError::Sequence`]).
 //!
+//! The files live on the cold tier's [`Storage`] (the same directory, lock
+//! and — in tests — the same injected faults and power cuts as its
+//! segments and the store image kept in it); see
+//! [`StoreBuilder::open_storage`](crate::StoreBuilder::open_storage).
+//!
 //! Written by hand rather than with a WAL crate: the format is 30 lines, and
 //! the well-kept embedded engines (fjall, redb, sled) bring their own log,
 //! not one we could put our operations in.
 //!
 //! [`Store::open`]: crate::Store::open
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentmem_cold::storage::{read_exact_at, write_all_at, Storage, StorageFile};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +60,24 @@ pub enum RedoError {
         offset: u64,
         /// What was wrong, and what follows.
         detail: String,
+    },
+    /// Reading, writing or fsyncing the log failed.
+    #[error("redo log {}: {what}", file.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The log file (or directory).
+        file: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or fsync of the log failed: nothing is known about
+    /// what reached the disk, so writes stop until the store is reopened.
+    #[error("the redo log stopped taking writes after an earlier failure ({cause}); reopen the store to recover from what is on disk")]
+    Stopped {
+        /// The first failure.
+        cause: String,
     },
     /// The log does not follow the store's image: operations are missing
     /// or out of order.
@@ -187,21 +209,30 @@ fn file_first(name: &str) -> Option<u64> {
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
-/// The log files of `dir`, by first sequence number.
-fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(Error::Cold)? {
-        let e = e.map_err(Error::Cold)?;
-        if let Some(first) = e.file_name().to_str().and_then(file_first) {
-            v.push((first, e.path()));
-        }
-    }
-    v.sort();
-    Ok(v)
+/// Where file `name` of `storage` is, for messages.
+fn path_of(storage: &dyn Storage, name: &str) -> PathBuf {
+    PathBuf::from(storage.describe()).join(name)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+fn io_error(
+    storage: &dyn Storage,
+    name: &str,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let file = path_of(storage, name);
+    move |source| RedoError::Io { what, file, source }.into()
+}
+
+/// The log files of `storage`, by first sequence number.
+fn files(storage: &dyn Storage) -> Result<Vec<(u64, String)>> {
+    let mut v: Vec<(u64, String)> = storage
+        .list()
+        .map_err(io_error(storage, "", "listing the log files"))?
+        .into_iter()
+        .filter_map(|n| Some((file_first(&n)?, n)))
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// Hand `each` the records of the log of `dir` from `from` on, in order
@@ -210,13 +241,14 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// file unless `cut` is false (checking a directory without changing it);
 /// refuses a log that does not follow an image taken at `from`.
 pub(crate) fn read(
-    dir: &Path,
+    storage: &dyn Storage,
     from: u64,
     cut: bool,
     mut each: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let files = files(dir)?;
-    if let Some((first, path)) = files.first() {
+    let files = files(storage)?;
+    if let Some((first, name)) = files.first() {
+        let path = &path_of(storage, name);
         if *first > from {
             return Err(sequence(
                 path,
@@ -228,7 +260,8 @@ pub(crate) fn read(
     }
     let mut next: Option<u64> = None;
     let n = files.len();
-    for (i, (first, path)) in files.iter().enumerate() {
+    for (i, (first, name)) in files.iter().enumerate() {
+        let path = &path_of(storage, name);
         if let Some(nx) = next {
             if *first != nx {
                 return Err(sequence(
@@ -237,10 +270,12 @@ pub(crate) fn read(
                 ));
             }
         }
-        let mut buf = Vec::new();
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .map_err(Error::Cold)?;
+        let file = storage
+            .open(name, false)
+            .map_err(io_error(storage, name, "opening"))?;
+        let len = file.len().map_err(io_error(storage, name, "reading"))?;
+        let mut buf = vec![0u8; len as usize];
+        read_exact_at(&*file, &mut buf, 0).map_err(io_error(storage, name, "reading"))?;
         let mut at = 0usize;
         let mut seq = *first;
         let damage = loop {
@@ -296,14 +331,9 @@ pub(crate) fn read(
             }
             // The torn tail of the last file: written, never acknowledged
             // as durable. Cut it so new records follow whole ones.
-            OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| {
-                    f.set_len(at as u64)?;
-                    f.sync_data()
-                })
-                .map_err(Error::Cold)?;
+            file.set_len(at as u64)
+                .and_then(|()| file.sync())
+                .map_err(io_error(storage, name, "cutting a torn tail"))?;
             tracing::info!(file = %path.display(), at, "cut the redo log's torn tail");
         }
         next = Some(seq);
@@ -311,14 +341,14 @@ pub(crate) fn read(
     let end = next.unwrap_or(from);
     if end < from {
         return Err(sequence(
-            dir,
+            &PathBuf::from(storage.describe()),
             format!("ends at operation {end}, before the store image's {from}"),
         ));
     }
     Ok(end)
 }
 
-fn sequence(path: &Path, detail: String) -> Error {
+fn sequence(path: &std::path::Path, detail: String) -> Error {
     RedoError::Sequence {
         file: path.to_path_buf(),
         detail,
@@ -357,7 +387,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(u64, Op<'_>)> {
 /// has let go of the store's lock ([`Log::write_out`]), and fdatasynced by
 /// the group-commit thread or [`Log::sync_to`] without blocking writers.
 pub(crate) struct Log {
-    dir: PathBuf,
+    storage: Arc<dyn Storage>,
     enabled: bool,
     /// Lock order: the store's state, then `sync`, then `io`, then `buf`.
     sync: Mutex<u64>,
@@ -370,50 +400,68 @@ pub(crate) struct Log {
     /// Operations fdatasynced (survive a power cut).
     durable: AtomicU64,
     failed: AtomicBool,
+    /// The first failure, once `failed`.
+    cause: Mutex<String>,
 }
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
-            .field("dir", &self.dir)
+            .field("storage", &self.storage.describe())
             .field("next", &self.next)
             .field("durable", &self.durable)
             .finish_non_exhaustive()
     }
 }
 
+/// The file being appended to.
 struct Io {
-    file: Arc<File>,
+    file: Arc<dyn StorageFile>,
+    name: String,
+    /// Where the next record goes.
+    len: u64,
 }
 
+/// A file to fsync, and its name for messages.
+type Synced = (u64, Arc<dyn StorageFile>, String);
+
 impl Log {
-    /// Open the log of `dir` for appending after operation `end` (as
+    /// Open the log of `storage` for appending after operation `end` (as
     /// [`read`] returned).
-    pub(crate) fn open(dir: &Path, end: u64, enabled: bool) -> Result<Log> {
-        let existing = files(dir)?;
-        let file = match existing.last() {
-            Some((_, path)) => OpenOptions::new().append(true).open(path),
-            None => {
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(file_name(end)));
-                f.and_then(|f| sync_dir(dir).map(|_| f))
+    pub(crate) fn open(storage: Arc<dyn Storage>, end: u64, enabled: bool) -> Result<Log> {
+        let existing = files(&*storage)?;
+        let io = match existing.last() {
+            Some((_, name)) => {
+                let file = storage
+                    .open(name, false)
+                    .map_err(io_error(&*storage, name, "opening"))?;
+                let len = file.len().map_err(io_error(&*storage, name, "opening"))?;
+                Io {
+                    file,
+                    name: name.clone(),
+                    len,
+                }
             }
-        }
-        .map_err(Error::Cold)?;
+            None => {
+                let name = file_name(end);
+                let file = storage
+                    .open(&name, true)
+                    .and_then(|f| storage.sync_dir().map(|()| f))
+                    .map_err(io_error(&*storage, &name, "creating"))?;
+                Io { file, name, len: 0 }
+            }
+        };
         Ok(Log {
-            dir: dir.to_path_buf(),
+            storage,
             enabled,
             sync: Mutex::new(0),
-            io: Mutex::new(Io {
-                file: Arc::new(file),
-            }),
+            io: Mutex::new(io),
             buf: Mutex::new(Vec::with_capacity(1 << 16)),
             next: AtomicU64::new(end),
             written: AtomicU64::new(end),
             durable: AtomicU64::new(end),
             failed: AtomicBool::new(false),
+            cause: Mutex::new(String::new()),
         })
     }
 
@@ -437,18 +485,23 @@ impl Log {
 
     fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
-            return Err(Error::Cold(std::io::Error::other(
-                "the redo log failed to write or fsync earlier; writes stop until the store is reopened",
-            )));
+            return Err(RedoError::Stopped {
+                cause: self.cause.lock().clone(),
+            }
+            .into());
         }
         Ok(())
     }
 
-    fn fail(&self, e: std::io::Error) -> Error {
+    fn fail(&self, name: &str, what: &'static str, e: std::io::Error) -> Error {
         // As fjall does: after a failed write or fsync nothing is known
         // about what reached the disk, so stop taking writes.
-        self.failed.store(true, Ordering::Release);
-        Error::Cold(e)
+        let err = io_error(&*self.storage, name, what)(e);
+        let mut cause = self.cause.lock();
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            *cause = err.to_string();
+        }
+        err
     }
 
     /// Append `op` (call under the store's lock, after the operation
@@ -475,15 +528,19 @@ impl Log {
     /// Hand every record logged before `upto` (exclusive) to the operating
     /// system, so it survives the process being killed. Returns how many
     /// operations the file holds and the file.
-    pub(crate) fn write_out(&self, upto: u64) -> Result<(u64, Arc<File>)> {
+    pub(crate) fn write_out(&self, upto: u64) -> Result<Synced> {
         let mut io = self.io.lock();
         self.write_locked(&mut io, upto)
     }
 
-    fn write_locked(&self, io: &mut Io, upto: u64) -> Result<(u64, Arc<File>)> {
+    fn write_locked(&self, io: &mut Io, upto: u64) -> Result<Synced> {
         self.check()?;
         if !self.enabled || self.written.load(Ordering::Acquire) >= upto {
-            return Ok((self.written.load(Ordering::Acquire), io.file.clone()));
+            return Ok((
+                self.written.load(Ordering::Acquire),
+                io.file.clone(),
+                io.name.clone(),
+            ));
         }
         let (data, end) = {
             let mut buf = self.buf.lock();
@@ -493,9 +550,10 @@ impl Log {
                 end,
             )
         };
-        (&*io.file).write_all(&data).map_err(|e| self.fail(e))?;
+        write_all_at(&*io.file, &data, io.len).map_err(|e| self.fail(&io.name, "writing", e))?;
+        io.len += data.len() as u64;
         self.written.store(end, Ordering::Release);
-        Ok((end, io.file.clone()))
+        Ok((end, io.file.clone(), io.name.clone()))
     }
 
     /// Make every operation before `upto` (exclusive) durable: write what
@@ -509,9 +567,9 @@ impl Log {
         if self.durable() >= upto {
             return self.check();
         }
-        let (end, file) = self.write_out(u64::MAX)?;
+        let (end, file, name) = self.write_out(u64::MAX)?;
         if end > self.durable() {
-            file.sync_data().map_err(|e| self.fail(e))?;
+            file.sync().map_err(|e| self.fail(&name, "fsyncing", e))?;
             *fsyncs += 1;
             self.durable.fetch_max(end, Ordering::AcqRel);
         }
@@ -527,36 +585,48 @@ impl Log {
             return Ok(seq);
         }
         let mut io = self.io.lock();
-        let (end, old) = self.write_locked(&mut io, u64::MAX)?;
-        old.sync_data().map_err(|e| self.fail(e))?;
+        let (end, old, name) = self.write_locked(&mut io, u64::MAX)?;
+        old.sync().map_err(|e| self.fail(&name, "fsyncing", e))?;
         self.durable.fetch_max(end, Ordering::AcqRel);
-        let path = self.dir.join(file_name(seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| sync_dir(&self.dir).map(|_| f))
-            .map_err(Error::Cold)?;
-        io.file = Arc::new(file);
+        let name = file_name(seq);
+        let file = self
+            .storage
+            .open(&name, true)
+            .and_then(|f| {
+                // A file of this name can only be left from a rotation that
+                // failed before anything was logged after it.
+                f.set_len(0)?;
+                self.storage.sync_dir()?;
+                Ok(f)
+            })
+            .map_err(io_error(&*self.storage, &name, "starting a new log file"))?;
+        *io = Io { file, name, len: 0 };
         Ok(seq)
     }
 
     /// After the image taken at `seq` is durable: delete the files it
     /// covers.
     pub(crate) fn truncate_before(&self, seq: u64) -> Result<()> {
-        let all = files(&self.dir)?;
+        let all = files(&*self.storage)?;
+        let remove = |name: &str| {
+            self.storage.remove(name).map_err(io_error(
+                &*self.storage,
+                name,
+                "removing a log file the image covers",
+            ))
+        };
         if !self.enabled {
             // Nothing is logged any more: the image covers every file.
-            for (first, path) in &all {
+            for (first, name) in &all {
                 if *first <= seq {
-                    std::fs::remove_file(path).map_err(Error::Cold)?;
+                    remove(name)?;
                 }
             }
             return Ok(());
         }
         for w in all.windows(2) {
             if w[1].0 <= seq {
-                std::fs::remove_file(&w[0].1).map_err(Error::Cold)?;
+                remove(&w[0].1)?;
             }
         }
         Ok(())

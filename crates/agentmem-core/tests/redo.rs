@@ -527,3 +527,61 @@ fn self_trained_and_loaded_dictionaries_replay_in_install_order() {
         assert_eq!(&s.get_for(a, id).unwrap()[..], &tool_result(*i)[..]);
     }
 }
+
+/// The redo log goes through the cold tier's `Storage` seam: a write or
+/// fsync failure injected there is a typed error, writes stop after it,
+/// and a power cut keeps every write acknowledged before it.
+#[test]
+fn redo_log_faults_through_the_storage_seam() {
+    use agentmem_cold::storage::{Faults, MemStorage};
+    for fail_sync in [false, true] {
+        let disk = MemStorage::new();
+        let store = Store::builder()
+            .durability(Durability::Sync)
+            .checkpoint_every(None)
+            .open_storage(std::sync::Arc::new(disk.clone()))
+            .unwrap();
+        let a = store
+            .register_agent("a", &TenantId::new("t"), Importance::default())
+            .unwrap();
+        let mut acked = Vec::new();
+        for i in 0..5 {
+            acked.push((
+                i,
+                store
+                    .put(a, Kind::ToolResult, &blob(i), Visibility::Private)
+                    .unwrap(),
+            ));
+        }
+        disk.set_faults(Faults {
+            fail_writes_after: (!fail_sync).then_some(0),
+            fail_syncs_after: fail_sync.then_some(0),
+            ..Faults::default()
+        });
+        let e = store
+            .put(a, Kind::ToolResult, &blob(5), Visibility::Private)
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Redo(agentmem_core::RedoError::Io { .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("redo-"), "{e}");
+        disk.set_faults(Faults::default());
+        let e = store
+            .put(a, Kind::ToolResult, &blob(6), Visibility::Private)
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Redo(agentmem_core::RedoError::Stopped { .. })),
+            "{e:?}"
+        );
+        let after = disk.power_cut();
+        std::mem::forget(store); // the crash
+        let s = Store::builder()
+            .checkpoint_every(None)
+            .open_storage(std::sync::Arc::new(after))
+            .unwrap();
+        for (i, id) in &acked {
+            assert_eq!(&s.get_for(a, id).unwrap()[..], &blob(*i)[..]);
+        }
+    }
+}
