@@ -220,7 +220,7 @@ impl Store {
                         encoding: frame.encoding.tag(),
                         bytes: frame.bytes.to_vec(),
                     })
-                    .map_err(Error::Cold)?;
+                    .map_err(Error::cold)?;
                     report.units_written += 1;
                     report.bytes_written += frame.bytes.len() as u64;
                     done.push((k, generation, key, frame.bytes.len() as u32, frame.encoding));
@@ -237,11 +237,11 @@ impl Store {
                     }
                 }
             }
-            return Err(Error::Cold(std::io::Error::other(
+            return Err(Error::cold(std::io::Error::other(
                 "checkpoint: the store kept changing faster than its units could be written; try again",
             )));
         };
-        cold.sync().map_err(Error::Cold)?;
+        cold.sync().map_err(Error::cold)?;
         let image_seq = image.log_seq;
         let bytes = postcard::to_stdvec(&image)
             .map_err(|e| Error::Config(format!("encoding the store image: {e}")))?;
@@ -251,15 +251,15 @@ impl Store {
             encoding: IMAGE_VERSION,
             bytes,
         })
-        .map_err(Error::Cold)?;
-        cold.sync().map_err(Error::Cold)?;
+        .map_err(Error::cold)?;
+        cold.sync().map_err(Error::cold)?;
         // Only now may the log before the image and records the previous
         // image named go.
         if let Some(l) = self.inner.redo.get() {
             l.truncate_before(image_seq)?;
         }
         for key in deletes {
-            cold.delete(key.as_bytes()).map_err(Error::Cold)?;
+            cold.delete(key.as_bytes()).map_err(Error::cold)?;
             report.deleted += 1;
         }
         report.elapsed = started.elapsed();
@@ -354,7 +354,7 @@ impl Store {
 /// must name a unit. Returns how many references were checked; appends one
 /// line per problem.
 pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u64> {
-    let Some((version, bytes)) = tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? else {
+    let Some((version, bytes)) = tier.get(&image_key()).map_err(Error::Cold)? else {
         return Ok(0);
     };
     if version != IMAGE_VERSION {
@@ -496,7 +496,7 @@ impl StoreBuilder {
     /// access or resume. The store's secret is the one it was created with.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
         let started = Instant::now();
-        let tier = DiskTier::open(dir.as_ref()).map_err(|e| Error::Cold(e.into()))?;
+        let tier = DiskTier::open(dir.as_ref()).map_err(Error::Cold)?;
         self.open_tier(tier, started)
     }
 
@@ -511,7 +511,7 @@ impl StoreBuilder {
         let started = Instant::now();
         let tier = DiskTier::builder()
             .open_storage(storage)
-            .map_err(|e| Error::Cold(e.into()))?;
+            .map_err(Error::Cold)?;
         self.open_tier(tier, started)
     }
 
@@ -521,7 +521,7 @@ impl StoreBuilder {
     pub fn open_tier(mut self, tier: DiskTier, started: Instant) -> Result<Store> {
         let cold_open = started.elapsed();
         let dir = std::path::PathBuf::from(tier.dir());
-        let image = match tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? {
+        let image = match tier.get(&image_key()).map_err(Error::Cold)? {
             None => None,
             Some((version, _)) if version != IMAGE_VERSION => {
                 return Err(Error::Config(format!(
@@ -567,7 +567,7 @@ impl StoreBuilder {
         };
         for key in tier.keys() {
             if !named.contains(&key) {
-                tier.delete(&key).map_err(|e| Error::Cold(e.into()))?;
+                tier.delete(&key).map_err(Error::Cold)?;
                 report.orphans_deleted += 1;
             }
         }
@@ -804,7 +804,7 @@ impl Store {
             let key = u.cold_key();
             let (tag, bytes) = tier
                 .get(key.as_bytes())
-                .map_err(|e| Error::Cold(e.into()))?
+                .map_err(Error::Cold)?
                 .ok_or_else(|| Error::Corrupt {
                     what: "store image".into(),
                     detail: format!("unit {} is missing from the cold tier", u.id),

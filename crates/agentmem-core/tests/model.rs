@@ -344,7 +344,7 @@ fn open(storage: &MemStorage, durability: Durability) -> Result<Store> {
         .segment_size(1 << 20)
         .sync_interval(Some(Duration::from_millis(2)))
         .open_storage(Arc::new(storage.clone()))
-        .map_err(|e| Error::Cold(e.into()))?;
+        .map_err(Error::Cold)?;
     Store::builder()
         .ram_budget(192 << 10)
         .hot_budget(64 << 10)

@@ -585,3 +585,37 @@ fn redo_log_faults_through_the_storage_seam() {
         }
     }
 }
+
+/// One error model: a cold-tier failure reaches the caller as
+/// `Error::Cold` with the cold tier's own typed error (here: disk full),
+/// not an `io::Error` whose kind must be guessed from its text.
+#[test]
+fn cold_tier_failures_keep_their_type() {
+    use agentmem_cold::storage::{Faults, MemStorage};
+    use agentmem_cold::ColdError;
+    let disk = MemStorage::new();
+    let store = Store::builder()
+        .durability(Durability::Checkpoint)
+        .checkpoint_every(None)
+        .open_storage(std::sync::Arc::new(disk.clone()))
+        .unwrap();
+    let a = store
+        .register_agent("a", &TenantId::new("t"), Importance::default())
+        .unwrap();
+    store
+        .put(a, Kind::ToolResult, &blob(1), Visibility::Private)
+        .unwrap();
+    disk.set_faults(Faults {
+        fail_writes_after: Some(0),
+        disk_full: true,
+        ..Faults::default()
+    });
+    let e = store.checkpoint().unwrap_err();
+    assert!(
+        matches!(&e, Error::Cold(ColdError::DiskFull { .. })),
+        "{e:?}"
+    );
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(source.to_string().contains("no space left"), "{source}");
+    disk.set_faults(Faults::default());
+}
