@@ -128,6 +128,11 @@ impl AgentCgroup {
         })
     }
 
+    /// The layout this cgroup lives in.
+    pub fn layout(&self) -> &CgroupLayout {
+        &self.layout
+    }
+
     /// The directories of this cgroup (one on v2, memory and freezer on v1).
     pub fn dirs(&self) -> Vec<PathBuf> {
         match &self.layout {
@@ -249,14 +254,124 @@ impl AgentCgroup {
         }
     }
 
-    /// Removes the cgroup once it is empty (thawing it first). Errors are
-    /// ignored: a cgroup that still holds processes stays.
+    /// Removes the cgroup once it is empty (thawing it first), and the
+    /// `agentmem` parents once no agent is left in them. Errors are ignored:
+    /// a cgroup that still holds processes stays.
     pub fn remove(&self) {
         let _ = self.thaw();
         for d in self.dirs() {
             let _ = fs::remove_dir(&d);
+            if let Some(parent) = d.parent() {
+                // Fails (ENOTEMPTY/EBUSY) while other agents live there.
+                let _ = fs::remove_dir(parent);
+            }
         }
     }
+
+    /// The memory directory (v2: the cgroup; v1: the memory hierarchy's).
+    fn memory_dir(&self) -> PathBuf {
+        self.dirs().swap_remove(0)
+    }
+
+    /// The memory charged to the cgroup, from its own files.
+    pub fn memory(&self) -> Result<CgroupMemory> {
+        let d = self.memory_dir();
+        let read = |f: &str| {
+            let p = d.join(f);
+            fs::read_to_string(&p).map_err(|e| Error::io("reading", &p, e))
+        };
+        let num = |f: &str| -> Result<u64> {
+            let s = read(f)?;
+            s.trim().parse().map_err(|_| Error::Parse {
+                path: d.join(f),
+                what: format!("not a number: {:?}", s.trim()),
+            })
+        };
+        let stat = read("memory.stat")?;
+        let field = |k: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(match &self.layout {
+            CgroupLayout::V2 { .. } => CgroupMemory {
+                usage: num("memory.current")?,
+                swap_cache: field("swapcached"),
+                swap: num("memory.swap.current").unwrap_or(0),
+                writeback: field("file_writeback"),
+                zswap: field("zswap"),
+            },
+            CgroupLayout::V1 { .. } => CgroupMemory {
+                usage: num("memory.usage_in_bytes")?,
+                swap_cache: field("swapcached"),
+                swap: field("swap"),
+                writeback: field("writeback"),
+                zswap: 0,
+            },
+        })
+    }
+
+    /// Reclaims the cgroup's swap cache: the pages a page-out wrote to the
+    /// swap file stay in RAM as swap cache once written (the kernel frees them
+    /// only under memory pressure), so RAM is given back only after this.
+    ///
+    /// Waits up to `wait` for the writeback to finish (pages under writeback
+    /// cannot be freed), then asks the kernel to reclaim that many bytes from
+    /// this cgroup alone: cgroup v2 `memory.reclaim`; cgroup v1 has no such
+    /// file, so `memory.limit_in_bytes` is lowered to the usage minus the swap
+    /// cache for the moment of the write (the kernel reclaims down to it, from
+    /// the tail of the inactive list, where written-back pages were rotated)
+    /// and set back at once. Pages zswap stored never enter the swap cache.
+    /// Returns the cgroup's usage before and after.
+    pub fn drop_swap_cache(&self, wait: Duration) -> Result<(CgroupMemory, CgroupMemory)> {
+        let deadline = Instant::now() + wait;
+        let mut before = self.memory()?;
+        while before.writeback > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+            before = self.memory()?;
+        }
+        if before.swap_cache == 0 {
+            return Ok((before, before));
+        }
+        let d = self.memory_dir();
+        match &self.layout {
+            CgroupLayout::V2 { .. } => {
+                // EAGAIN when less could be reclaimed than asked: fine, the
+                // figures after say what left.
+                let _ = fs::write(d.join("memory.reclaim"), before.swap_cache.to_string());
+            }
+            CgroupLayout::V1 { .. } => {
+                let limit = d.join("memory.limit_in_bytes");
+                let old =
+                    fs::read_to_string(&limit).map_err(|e| Error::io("reading", &limit, e))?;
+                let target = before.usage.saturating_sub(before.swap_cache).max(1 << 20);
+                // EBUSY when the kernel could not get down to the target:
+                // fine, the figures after say what left. The limit is
+                // restored whatever the lowering did.
+                let _ = fs::write(&limit, target.to_string());
+                write(&limit, old.trim())?;
+            }
+        }
+        Ok((before, self.memory()?))
+    }
+}
+
+/// Memory charged to one cgroup, in bytes, from its own files (v2
+/// `memory.current`, `memory.swap.current`, `memory.stat`; v1
+/// `memory.usage_in_bytes`, `memory.stat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMemory {
+    /// RAM charged to it: anonymous and file pages, swap cache included.
+    /// Not the zswap pool on v1 (v2 charges it to the cgroup).
+    pub usage: u64,
+    /// Of which swap cache: pages both in swap and still in RAM.
+    pub swap_cache: u64,
+    /// Swap it uses (zswap or the swap file).
+    pub swap: u64,
+    /// Pages being written back right now.
+    pub writeback: u64,
+    /// RAM of the zswap pool charged to it (v2 only; v1 does not charge the pool).
+    pub zswap: u64,
 }
 
 #[cfg(test)]

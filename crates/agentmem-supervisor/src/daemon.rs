@@ -60,9 +60,13 @@ pub struct Response {
     /// For `resume`: time taken in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_ms: Option<f64>,
-    /// For `pause`: bytes paged out.
+    /// For `pause`: bytes that left RAM (the cgroup's usage dropped by that
+    /// much, swap cache included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paged_out_bytes: Option<u64>,
+    /// For `pause`: bytes of address space advised (not memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advised_bytes: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -77,9 +81,10 @@ fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
             name,
             page_out,
             deep,
-        } => s.pause(&name, page_out, deep, now).map(|b| Response {
+        } => s.pause(&name, page_out, deep, now).map(|o| Response {
             ok: true,
-            paged_out_bytes: Some(b),
+            paged_out_bytes: Some(o.freed_bytes),
+            advised_bytes: Some(o.advised_bytes),
             ..Default::default()
         }),
         Request::Resume { name, prefetch } => {

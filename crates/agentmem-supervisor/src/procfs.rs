@@ -90,7 +90,30 @@ fn kb_field(text: &str, name: &str) -> Option<u64> {
 /// Memory of `pid` from /proc/PID/smaps_rollup and /proc/PID/ksm_stat.
 pub fn mem_usage(pid: i32) -> Option<MemUsage> {
     let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let ksm = fs::read_to_string(format!("/proc/{pid}/ksm_stat"))
+    let ksm = ksm_merging_pages(pid);
+    Some(MemUsage {
+        rss_bytes: kb_field(&s, "Rss").unwrap_or(0),
+        pss_bytes: kb_field(&s, "Pss").unwrap_or(0),
+        swap_bytes: kb_field(&s, "Swap").unwrap_or(0),
+        ksm_merged_pages: ksm,
+    })
+}
+
+/// Cheap memory counters of `pid`: RSS and swap from /proc/PID/status
+/// (kept by the kernel as counters) and KSM from /proc/PID/ksm_stat; PSS is
+/// left at 0 as it costs a walk of the page tables ([`mem_usage`]).
+pub fn mem_counters(pid: i32) -> Option<MemUsage> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(MemUsage {
+        rss_bytes: kb_field(&s, "VmRSS").unwrap_or(0),
+        pss_bytes: 0,
+        swap_bytes: kb_field(&s, "VmSwap").unwrap_or(0),
+        ksm_merged_pages: ksm_merging_pages(pid),
+    })
+}
+
+fn ksm_merging_pages(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/ksm_stat"))
         .ok()
         .and_then(|k| {
             k.lines().find_map(|l| {
@@ -98,13 +121,7 @@ pub fn mem_usage(pid: i32) -> Option<MemUsage> {
                     .and_then(|v| v.trim().parse().ok())
             })
         })
-        .unwrap_or(0);
-    Some(MemUsage {
-        rss_bytes: kb_field(&s, "Rss").unwrap_or(0),
-        pss_bytes: kb_field(&s, "Pss").unwrap_or(0),
-        swap_bytes: kb_field(&s, "Swap").unwrap_or(0),
-        ksm_merged_pages: ksm,
-    })
+        .unwrap_or(0)
 }
 
 /// The machine's memory figures from /proc/meminfo, in bytes.
@@ -122,6 +139,8 @@ pub struct MemInfo {
     pub zswap_pool: u64,
     /// Zswapped: uncompressed bytes held in the pool.
     pub zswapped: u64,
+    /// SwapCached: pages both in swap and in RAM (written out, not freed yet).
+    pub swap_cached: u64,
 }
 
 /// Reads /proc/meminfo.
@@ -135,6 +154,7 @@ pub fn meminfo() -> Result<MemInfo> {
         swap_free: f("SwapFree"),
         zswap_pool: f("Zswap"),
         zswapped: f("Zswapped"),
+        swap_cached: f("SwapCached"),
     })
 }
 

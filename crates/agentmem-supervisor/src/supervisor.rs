@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRecord, AgentState, Learned, StateDir};
+use crate::cgroup::{CgroupLayout, CgroupMemory};
 use crate::error::{Error, Result};
 use crate::pageset::PageSet;
 use crate::procfs::{self, MemInfo, MemUsage};
@@ -60,6 +61,16 @@ pub struct Config {
     /// After this long paused or reclaimed, the resident working set is
     /// paged out too (a deep sleep; resume then prefetches it). Default: 10 min.
     pub deep_after: Duration,
+    /// After a page-out, reclaim the agent's swap cache from its cgroup so
+    /// the pages written to the swap file leave RAM (see
+    /// [`AgentCgroup::drop_swap_cache`](crate::cgroup::AgentCgroup::drop_swap_cache)). Default: true.
+    pub drop_swap_cache: bool,
+    /// How old an agent's memory figures in `ps` may be (cgroup usage, RSS,
+    /// swap, KSM); PSS, which costs a page-table walk, is refreshed four
+    /// times less often. Figures are refreshed in ticks, a few agents at a
+    /// time, and right after a page-out or resume, so `ps` costs the
+    /// supervisor nothing per agent. Default: 5 s.
+    pub figures_max_age: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +89,8 @@ impl Default for Config {
             cold_to_swap_file: true,
             resident_ws_fraction: 0.12,
             deep_after: Duration::from_secs(600),
+            drop_swap_cache: true,
+            figures_max_age: Duration::from_secs(5),
         }
     }
 }
@@ -99,6 +112,28 @@ pub struct AgentStatus {
     pub swap_bytes: u64,
     /// Pages merged by KSM.
     pub ksm_merged_pages: u64,
+    /// RAM the agent actually holds: its PSS (resident pages, shared ones
+    /// divided among their sharers), its cgroup's swap cache (written to swap
+    /// yet still in RAM, which PSS does not show) and its part of the zswap
+    /// pool (cgroup v2 counts it per cgroup; on v1, its share by swap in use).
+    #[serde(default)]
+    pub ram_bytes: u64,
+    /// Of its cgroup's usage, swap cache: written to swap yet still in RAM.
+    #[serde(default)]
+    pub swap_cache_bytes: u64,
+    /// Its share of the zswap pool's RAM.
+    #[serde(default)]
+    pub zswap_bytes: u64,
+    /// Its swapped bytes that are on disk (in the swap file, not in zswap).
+    #[serde(default)]
+    pub disk_bytes: u64,
+    /// Age of these figures in seconds (PSS may be older, see `pss_age_s`);
+    /// none before the first refresh.
+    #[serde(default)]
+    pub figures_age_s: Option<f64>,
+    /// Age of the PSS figure in seconds.
+    #[serde(default)]
+    pub pss_age_s: Option<f64>,
     /// Seconds since its last activity.
     pub idle_s: f64,
     /// How long its last resume took (thaw and prefetch), in ms.
@@ -118,13 +153,26 @@ pub struct Totals {
     pub swap_bytes: u64,
     /// Sum of KSM merged pages.
     pub ksm_merged_pages: u64,
+    /// Sum of RAM actually held (PSS + swap cache + zswap share).
+    #[serde(default)]
+    pub ram_bytes: u64,
+    /// Sum of the agents' swap cache.
+    #[serde(default)]
+    pub swap_cache_bytes: u64,
+    /// Sum of the agents' bytes on disk (swap file).
+    #[serde(default)]
+    pub disk_bytes: u64,
+    /// Swap cache of the whole machine (`SwapCached`).
+    #[serde(default)]
+    pub swap_cached_bytes: u64,
     /// RAM used by the zswap pool (whole machine).
     pub zswap_pool_bytes: u64,
     /// Uncompressed bytes in the zswap pool (whole machine).
     pub zswapped_bytes: u64,
     /// Swap in use (whole machine, zswap and swap file).
     pub swap_used_bytes: u64,
-    /// PSS plus the agents' share of the zswap pool (by their share of swap in use).
+    /// PSS plus the agents' share of the zswap pool (by their share of swap
+    /// in use). Misses the swap cache: see `ram_bytes` for RAM held.
     pub effective_bytes: u64,
     /// MemAvailable.
     pub mem_available_bytes: u64,
@@ -213,6 +261,29 @@ impl ZswapBypass {
     }
 }
 
+/// What one page-out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageOutOutcome {
+    /// Bytes of address space advised (`process_madvise`'s count: mapped
+    /// ranges, most of them never touched). Not memory.
+    pub advised_bytes: u64,
+    /// RAM that left: the drop of the agent's cgroup usage (swap cache
+    /// dropped, see [`Config::drop_swap_cache`]), minus what the zswap pool
+    /// grew by meanwhile on cgroup v1 (v2 charges the pool to the cgroup).
+    pub freed_bytes: u64,
+    /// Swap cache still held by the cgroup afterwards.
+    pub swap_cache_bytes: u64,
+}
+
+/// An agent's memory figures, refreshed in ticks (see [`Config::figures_max_age`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    usage: MemUsage,
+    cgroup: CgroupMemory,
+    at: Option<Instant>,
+    pss_at: Option<Instant>,
+}
+
 #[derive(Debug)]
 struct Supervised {
     rec: AgentRecord,
@@ -229,6 +300,7 @@ struct Supervised {
     /// After a resume: when, and whether to prefetch the rest afterwards.
     resumed: Option<(Instant, bool)>,
     last_resume_ms: Option<f64>,
+    figures: Figures,
 }
 
 impl Supervised {
@@ -273,14 +345,28 @@ impl Supervised {
         (cpu, io)
     }
 
-    fn usage(&self) -> MemUsage {
+    /// Reads its memory figures: cheap counters always, PSS (a page-table
+    /// walk per process) when `pss`.
+    fn refresh_figures(&mut self, now: Instant, pss: bool) {
         let mut u = MemUsage::default();
         for p in self.procs() {
-            if let Some(m) = procfs::mem_usage(p) {
+            let m = if pss {
+                procfs::mem_usage(p)
+            } else {
+                procfs::mem_counters(p)
+            };
+            if let Some(m) = m {
                 u += m;
             }
         }
-        u
+        if !pss {
+            u.pss_bytes = self.figures.usage.pss_bytes;
+        } else {
+            self.figures.pss_at = Some(now);
+        }
+        self.figures.usage = u;
+        self.figures.cgroup = self.rec.cgroup.memory().unwrap_or_default();
+        self.figures.at = Some(now);
     }
 
     /// Pages the agent out: the main process minus its idle working set
@@ -289,8 +375,15 @@ impl Supervised {
     /// The recent working set goes first, into zswap, where a resume finds
     /// it fastest. With `cold_bypass` the rest goes straight to the swap
     /// file, so that the zswap pool holds working sets and not cold heap.
-    fn page_out(&mut self, all: bool, cold_bypass: bool, keep_ws: Option<f64>) -> Result<u64> {
+    fn page_out(
+        &mut self,
+        all: bool,
+        cold_bypass: bool,
+        keep_ws: Option<f64>,
+        drop_cache: bool,
+    ) -> Result<PageOutOutcome> {
         let pid = self.rec.pid;
+        let before = self.ram_held();
         let anon = procfs::anon_ranges(pid)?;
         let target = if all {
             anon.clone()
@@ -332,20 +425,54 @@ impl Supervised {
             out
         };
         self.learned.swapped = sys::scan_pagemap(pid, &anon, |e| e.swapped())?;
-        Ok(first.bytes + out.bytes)
+        self.after_page_out(before, first.bytes + out.bytes, drop_cache)
+    }
+
+    /// RAM held by the agent's cgroup plus, on cgroup v1 (which does not
+    /// charge the zswap pool to cgroups), the whole pool: a page-out's
+    /// effect on the pool is attributed to the agent paged out.
+    fn ram_held(&self) -> (Option<CgroupMemory>, u64) {
+        let pool = match self.rec.cgroup.layout() {
+            CgroupLayout::V1 { .. } => procfs::meminfo().map(|m| m.zswap_pool).unwrap_or(0),
+            CgroupLayout::V2 { .. } => 0,
+        };
+        (self.rec.cgroup.memory().ok(), pool)
+    }
+
+    /// Drops the swap cache the page-out left (if asked) and says what left RAM.
+    fn after_page_out(
+        &mut self,
+        before: (Option<CgroupMemory>, u64),
+        advised_bytes: u64,
+        drop_cache: bool,
+    ) -> Result<PageOutOutcome> {
+        if drop_cache {
+            self.rec.cgroup.drop_swap_cache(Duration::from_secs(2))?;
+        }
+        let after = self.ram_held();
+        let freed_bytes = match (before.0, after.0) {
+            (Some(b), Some(a)) => (b.usage + before.1).saturating_sub(a.usage + after.1),
+            _ => 0,
+        };
+        Ok(PageOutOutcome {
+            advised_bytes,
+            freed_bytes,
+            swap_cache_bytes: after.0.map(|m| m.swap_cache).unwrap_or(0),
+        })
     }
 
     /// Pages out a working set left resident (a deep sleep).
-    fn page_out_resident_ws(&mut self) -> Result<u64> {
+    fn page_out_resident_ws(&mut self, drop_cache: bool) -> Result<PageOutOutcome> {
         if !self.learned.ws_resident {
-            return Ok(0);
+            return Ok(PageOutOutcome::default());
         }
+        let before = self.ram_held();
         let ws = self.learned.active_ws.union(&self.learned.active_ws_prev);
         let out = sys::advise(&self.pidfd, &ws, Advice::PageOut)?;
         self.learned.ws_resident = false;
         let now_swapped = sys::scan_pagemap(self.rec.pid, &ws, |e| e.swapped())?;
         self.learned.swapped = self.learned.swapped.union(&now_swapped);
-        Ok(out.bytes)
+        self.after_page_out(before, out.bytes, drop_cache)
     }
 
     /// Refaulted pages of a reclaimed agent join its idle working set.
@@ -518,6 +645,7 @@ impl Supervisor {
                 last_repage: now,
                 resumed: None,
                 last_resume_ms: None,
+                figures: Figures::default(),
                 rec,
             };
             (a.last_cpu, a.last_io) = a.counters();
@@ -557,6 +685,7 @@ impl Supervisor {
                 self.log.push(format!("{name}: {e}"));
             }
         }
+        self.refresh_stale_figures(now);
     }
 
     fn tick_agent(
@@ -591,10 +720,11 @@ impl Supervisor {
             // Memory pressure alone does not deepen the sleep: refaults of
             // resuming agents raise PSI without RAM being short.
             if a.learned.ws_resident && (asleep >= cfg.deep_after || low_memory) {
-                let b = a.page_out_resident_ws()?;
+                let o = a.page_out_resident_ws(cfg.drop_swap_cache)?;
+                a.refresh_figures(now, true);
                 self.log.push(format!(
-                    "{name}: deep sleep, working set paged out ({} MiB)",
-                    b >> 20
+                    "{name}: deep sleep, working set paged out: {}",
+                    describe(&o)
                 ));
                 self.save(name);
                 return Ok(());
@@ -647,16 +777,17 @@ impl Supervisor {
                         cfg.psi_limit
                     ));
                 } else {
-                    let bytes = a.page_out(false, cfg.cold_to_swap_file, keep)?;
+                    let o = a.page_out(false, cfg.cold_to_swap_file, keep, cfg.drop_swap_cache)?;
                     a.state = AgentState::Reclaimed;
                     a.reclaimed_at = Some(now);
                     a.last_sample = now;
                     a.last_repage = now;
+                    a.refresh_figures(now, true);
                     changed = true;
                     self.log.push(format!(
-                        "{name}: idle {:.0} s, paged out {} MiB",
+                        "{name}: idle {:.0} s, paged out: {}",
                         idle_for.as_secs_f64(),
-                        bytes >> 20
+                        describe(&o)
                     ));
                 }
             }
@@ -669,7 +800,7 @@ impl Supervisor {
                     // learned idle set stays; a working set already paged
                     // out in a deep sleep is not called resident again).
                     let keep = if a.learned.ws_resident { keep } else { None };
-                    a.page_out(false, cfg.cold_to_swap_file, keep)?;
+                    a.page_out(false, cfg.cold_to_swap_file, keep, cfg.drop_swap_cache)?;
                     a.last_repage = now;
                 }
             }
@@ -683,14 +814,47 @@ impl Supervisor {
 
     /// Pauses an agent: freezes its cgroup, then (with `page_out`) pages it
     /// out: all of it when `deep`, else all but a recent working set small
-    /// enough to stay resident. Returns the bytes paged out.
-    pub fn pause(&mut self, name: &str, page_out: bool, deep: bool, now: Instant) -> Result<u64> {
+    /// enough to stay resident. Refused, before anything is frozen, when
+    /// swap has no room for its resident memory.
+    pub fn pause(
+        &mut self,
+        name: &str,
+        page_out: bool,
+        deep: bool,
+        now: Instant,
+    ) -> Result<PageOutOutcome> {
         let cold = self.cfg.cold_to_swap_file;
+        let drop = self.cfg.drop_swap_cache;
         let keep = (!deep).then_some(self.cfg.resident_ws_fraction);
         let a = self
             .agents
             .get_mut(name)
             .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        if page_out {
+            // Every page paged out needs a swap slot, whether zswap keeps it
+            // or the swap file: without room the page-out would silently
+            // leave the agent frozen in RAM.
+            let mem = procfs::meminfo()?;
+            let resident = a
+                .rec
+                .cgroup
+                .memory()
+                .map(|m| m.usage.saturating_sub(m.swap_cache))
+                .unwrap_or_else(|_| {
+                    a.procs()
+                        .into_iter()
+                        .filter_map(procfs::mem_counters)
+                        .map(|u| u.rss_bytes)
+                        .sum()
+                });
+            if mem.swap_free < resident {
+                return Err(Error::NoRoom {
+                    agent: name.into(),
+                    need: resident,
+                    free: mem.swap_free,
+                });
+            }
+        }
         if a.resumed.is_some() {
             // Learn from the last resume before its pages go out again.
             a.finish_resume(false)?;
@@ -700,16 +864,17 @@ impl Supervisor {
         a.learned.paused = true;
         let result = if page_out {
             a.reclaimed_at = Some(now);
-            a.page_out(true, cold, keep)
+            a.page_out(true, cold, keep, drop)
         } else {
-            Ok(0)
+            Ok(PageOutOutcome::default())
         };
+        a.refresh_figures(now, page_out);
         // Saved even on error: the agent is frozen and must stay known as paused.
         self.save(name);
-        let bytes = result?;
+        let o = result?;
         self.log
-            .push(format!("{name}: paused, paged out {} MiB", bytes >> 20));
-        Ok(bytes)
+            .push(format!("{name}: paused, paged out: {}", describe(&o)));
+        Ok(o)
     }
 
     /// Resumes an agent: thaws it and prefetches per `prefetch`; returns the
@@ -744,6 +909,8 @@ impl Supervisor {
         a.learned.paused = false;
         a.last_active = now;
         a.last_resume_ms = Some(ms);
+        // Figures only after the answer's time was taken; PSS in a tick.
+        a.refresh_figures(now, false);
         self.save(name);
         self.log.push(format!(
             "{name}: resumed in {ms:.1} ms (prefetch {prefetch:?})"
@@ -751,12 +918,24 @@ impl Supervisor {
         Ok(ms)
     }
 
-    /// The status of every agent and the totals.
+    /// The status of every agent and the totals, from the figures of the
+    /// last ticks (see [`Config::figures_max_age`]): no /proc or cgroup file
+    /// is read per agent, so `ps` costs the same at 200 agents as at 2.
     pub fn status(&self, now: Instant) -> Status {
         let mem: MemInfo = procfs::meminfo().unwrap_or_default();
         let mut st = Status::default();
         for a in self.agents.values() {
-            let u = a.usage();
+            let f = &a.figures;
+            let u = f.usage;
+            let v2 = matches!(a.rec.cgroup.layout(), CgroupLayout::V2 { .. });
+            // v2 charges the pool to the cgroup and says how much; v1 does not.
+            let zswap = if v2 {
+                f.cgroup.zswap
+            } else {
+                pool_share(u.swap_bytes, &mem)
+            };
+            let age =
+                |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
             st.agents.push(AgentStatus {
                 name: a.rec.name.clone(),
                 pid: a.rec.pid,
@@ -765,12 +944,47 @@ impl Supervisor {
                 pss_bytes: u.pss_bytes,
                 swap_bytes: u.swap_bytes,
                 ksm_merged_pages: u.ksm_merged_pages,
+                ram_bytes: u.pss_bytes + f.cgroup.swap_cache + zswap,
+                swap_cache_bytes: f.cgroup.swap_cache,
+                zswap_bytes: zswap,
+                disk_bytes: disk_share(u.swap_bytes, &mem),
+                figures_age_s: age(f.at),
+                pss_age_s: age(f.pss_at),
                 idle_s: now.saturating_duration_since(a.last_active).as_secs_f64(),
                 last_resume_ms: a.last_resume_ms,
             });
         }
         totals(&mut st, &mem);
         st
+    }
+
+    /// Refreshes the memory figures of the agents whose figures are older
+    /// than [`Config::figures_max_age`] (PSS: four times that), at most a
+    /// tenth of the agents (and at least one) per tick, oldest first, so the
+    /// cost is spread over ticks.
+    fn refresh_stale_figures(&mut self, now: Instant) {
+        let max_age = self.cfg.figures_max_age;
+        let per_tick = self.agents.len().div_ceil(10).max(1);
+        let mut stale: Vec<(Option<Instant>, String)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                a.figures
+                    .at
+                    .is_none_or(|t| now.duration_since(t) >= max_age)
+            })
+            .map(|(n, a)| (a.figures.at, n.clone()))
+            .collect();
+        stale.sort();
+        for (_, name) in stale.into_iter().take(per_tick) {
+            if let Some(a) = self.agents.get_mut(&name) {
+                let pss = a
+                    .figures
+                    .pss_at
+                    .is_none_or(|t| now.duration_since(t) >= max_age * 4);
+                a.refresh_figures(now, pss);
+            }
+        }
     }
 
     /// Names of the supervised agents.
@@ -797,11 +1011,15 @@ pub fn totals(st: &mut Status, mem: &MemInfo) {
         psi_some_avg10: procfs::memory_pressure_some_avg10(),
         ..Totals::default()
     };
+    t.swap_cached_bytes = mem.swap_cached;
     for a in &st.agents {
         t.rss_bytes += a.rss_bytes;
         t.pss_bytes += a.pss_bytes;
         t.swap_bytes += a.swap_bytes;
         t.ksm_merged_pages += a.ksm_merged_pages;
+        t.ram_bytes += a.ram_bytes;
+        t.swap_cache_bytes += a.swap_cache_bytes;
+        t.disk_bytes += a.disk_bytes;
     }
     t.effective_bytes = t.pss_bytes + pool_share(t.swap_bytes, mem);
     st.totals = t;
@@ -815,6 +1033,27 @@ pub fn pool_share(swap_bytes: u64, mem: &MemInfo) -> u64 {
         return 0;
     }
     (mem.zswap_pool as u128 * swap_bytes.min(used) as u128 / used as u128) as u64
+}
+
+/// The part of `swap_bytes` of swap that is on disk (in the swap file, not
+/// in zswap), in proportion to all swap in use.
+pub fn disk_share(swap_bytes: u64, mem: &MemInfo) -> u64 {
+    let used = mem.swap_total.saturating_sub(mem.swap_free);
+    if used == 0 {
+        return 0;
+    }
+    let on_disk = used.saturating_sub(mem.zswapped);
+    (on_disk as u128 * swap_bytes.min(used) as u128 / used as u128) as u64
+}
+
+/// A page-out in a log line: what left RAM, and what was advised.
+pub fn describe(o: &PageOutOutcome) -> String {
+    format!(
+        "{} MiB left RAM ({} MiB of address space advised, {} MiB swap cache left)",
+        o.freed_bytes >> 20,
+        o.advised_bytes >> 20,
+        o.swap_cache_bytes >> 20
+    )
 }
 
 #[cfg(test)]
@@ -833,5 +1072,19 @@ mod tests {
         assert_eq!(pool_share(400, &mem), 100);
         assert_eq!(pool_share(10_000, &mem), 100, "never more than the pool");
         assert_eq!(pool_share(5, &MemInfo::default()), 0, "no swap, no share");
+    }
+
+    #[test]
+    fn disk_is_swap_in_use_minus_what_zswap_holds() {
+        let mem = MemInfo {
+            swap_total: 1000,
+            swap_free: 600,
+            zswapped: 100,
+            ..MemInfo::default()
+        };
+        // 300 of the 400 in use are on disk.
+        assert_eq!(disk_share(400, &mem), 300);
+        assert_eq!(disk_share(200, &mem), 150);
+        assert_eq!(disk_share(5, &MemInfo::default()), 0);
     }
 }

@@ -46,7 +46,8 @@ pub struct SetupArgs {
     /// Restore exactly what `--apply` changed.
     #[arg(long)]
     pub revert: bool,
-    /// zswap compressor (default: the best the kernel offers: zstd, deflate, lz4, lzo-rle, lzo).
+    /// zswap compressor (default: the first the kernel offers of zstd, lz4,
+    /// lzo-rle, lzo, deflate: fastest first, see docs/supervisor.md).
     #[arg(long)]
     pub compressor: Option<String>,
     /// zswap pool limit in percent of RAM.
@@ -358,7 +359,7 @@ pub fn pause(a: PauseArgs) -> Result<ExitCode> {
         },
     )?;
     println!(
-        "{}: paused, {} paged out",
+        "{}: paused, {} left RAM",
         a.name,
         human_bytes(r.paged_out_bytes.unwrap_or(0))
     );
@@ -407,7 +408,7 @@ pub fn resume(a: ResumeArgs) -> Result<ExitCode> {
 /// `agentmem ps`.
 #[derive(Debug, ClapArgs)]
 pub struct PsArgs {
-    /// Print JSON: `{agents: [{name, pid, state, rss_bytes, pss_bytes, swap_bytes, ksm_merged_pages, idle_s, last_resume_ms}], totals}`.
+    /// Print JSON: `{agents: [{name, pid, state, rss_bytes, pss_bytes, swap_bytes, ksm_merged_pages, ram_bytes, swap_cache_bytes, zswap_bytes, disk_bytes, figures_age_s, pss_age_s, idle_s, last_resume_ms}], totals}`.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -421,15 +422,12 @@ fn status(dir: &StateDir) -> Result<Status> {
 }
 
 fn sorted_by_memory(mut st: Status) -> Status {
-    st.agents.sort_by(|a, b| {
-        (b.pss_bytes + b.swap_bytes)
-            .cmp(&(a.pss_bytes + a.swap_bytes))
-            .then(a.name.cmp(&b.name))
-    });
+    st.agents
+        .sort_by(|a, b| b.ram_bytes.cmp(&a.ram_bytes).then(a.name.cmp(&b.name)));
     st
 }
 
-fn table(st: &Status) -> Vec<[String; 9]> {
+fn table(st: &Status) -> Vec<[String; 12]> {
     st.agents
         .iter()
         .map(|a| {
@@ -437,9 +435,12 @@ fn table(st: &Status) -> Vec<[String; 9]> {
                 a.name.clone(),
                 a.pid.to_string(),
                 a.state.clone(),
+                human_bytes(a.ram_bytes),
+                human_bytes(a.swap_cache_bytes),
                 human_bytes(a.rss_bytes),
                 human_bytes(a.pss_bytes),
                 human_bytes(a.swap_bytes),
+                human_bytes(a.disk_bytes),
                 a.ksm_merged_pages.to_string(),
                 format!("{:.0}", a.idle_s),
                 a.last_resume_ms
@@ -450,13 +451,16 @@ fn table(st: &Status) -> Vec<[String; 9]> {
         .collect()
 }
 
-const HEADER: [&str; 9] = [
+const HEADER: [&str; 12] = [
     "NAME",
     "PID",
     "STATE",
+    "RAM",
+    "SWAPCACHE",
     "RSS",
     "PSS",
     "SWAP",
+    "DISK",
     "KSM",
     "IDLE_S",
     "RESUME_MS",
@@ -465,13 +469,16 @@ const HEADER: [&str; 9] = [
 fn totals_line(st: &Status) -> String {
     let t = &st.totals;
     format!(
-        "{} agents: RSS {}, PSS {}, swap {}, KSM {} pages; effective (PSS + zswap share) {}; zswap pool {} holding {}; MemAvailable {}{}",
+        "{} agents: RAM held {} (swap cache {}), RSS {}, PSS {}, swap {} ({} on disk), KSM {} pages; machine: SwapCached {}, zswap pool {} holding {}; MemAvailable {}{}",
         t.agents,
+        human_bytes(t.ram_bytes),
+        human_bytes(t.swap_cache_bytes),
         human_bytes(t.rss_bytes),
         human_bytes(t.pss_bytes),
         human_bytes(t.swap_bytes),
+        human_bytes(t.disk_bytes),
         t.ksm_merged_pages,
-        human_bytes(t.effective_bytes),
+        human_bytes(t.swap_cached_bytes),
         human_bytes(t.zswap_pool_bytes),
         human_bytes(t.zswapped_bytes),
         human_bytes(t.mem_available_bytes),
@@ -556,7 +563,7 @@ pub fn top(a: TopArgs) -> Result<ExitCode> {
                     head,
                 );
                 let rows = table(&st).into_iter().map(Row::new);
-                let widths = [12, 8, 10, 10, 10, 10, 8, 8, 10].map(Constraint::Length);
+                let widths = [12, 8, 10, 10, 10, 10, 10, 10, 10, 8, 8, 10].map(Constraint::Length);
                 f.render_widget(
                     Table::new(rows, widths)
                         .header(
@@ -565,7 +572,7 @@ pub fn top(a: TopArgs) -> Result<ExitCode> {
                         .block(
                             Block::default()
                                 .borders(Borders::ALL)
-                                .title("agents by memory (PSS + swap)"),
+                                .title("agents by RAM held (PSS + swap cache + zswap share)"),
                         ),
                     body,
                 );
