@@ -161,6 +161,32 @@ impl StateDir {
         v
     }
 
+    /// Removes the state directory if no agent is recorded in it any more
+    /// (and no supervisor listens on its socket): what `supervise` leaves
+    /// when it stops and what `setup --revert` cleans. Only the files this
+    /// crate writes are removed; anything else keeps the directory.
+    /// Returns whether it is gone.
+    pub fn remove_if_unused(&self) -> bool {
+        if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+            return false;
+        }
+        let _ = fs::remove_file(self.socket());
+        for d in [self.agents(), self.learned()] {
+            if let Ok(rd) = fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    // Leftover temporaries of an interrupted write.
+                    if n.starts_with('.') && n.ends_with(".json.tmp") {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+            // Fails while a record remains.
+            let _ = fs::remove_dir(&d);
+        }
+        fs::remove_dir(&self.root).is_ok() || !self.root.exists()
+    }
+
     /// Removes an agent's files.
     pub fn forget(&self, name: &str) {
         let _ = fs::remove_file(self.agents().join(format!("{name}.json")));

@@ -90,6 +90,35 @@ impl CgroupLayout {
     }
 }
 
+/// Removes every empty agent cgroup under `agentmem` in each hierarchy of
+/// `layout`, then the `agentmem` parents once empty. Cgroups that still
+/// hold processes stay. Returns the directories removed.
+pub fn remove_empty(layout: &CgroupLayout) -> Vec<PathBuf> {
+    let parents = match layout {
+        CgroupLayout::V2 { root } => vec![root.join("agentmem")],
+        CgroupLayout::V1 { memory, freezer } => {
+            vec![memory.join("agentmem"), freezer.join("agentmem")]
+        }
+    };
+    let mut removed = Vec::new();
+    for parent in parents {
+        if let Ok(rd) = fs::read_dir(&parent) {
+            for e in rd.flatten() {
+                let d = e.path();
+                let empty =
+                    fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|s| s.trim().is_empty());
+                if d.is_dir() && empty && fs::remove_dir(&d).is_ok() {
+                    removed.push(d);
+                }
+            }
+        }
+        if fs::remove_dir(&parent).is_ok() {
+            removed.push(parent);
+        }
+    }
+    removed
+}
+
 /// Checks that `name` is usable as a cgroup and file name.
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::StateDir;
@@ -40,6 +41,19 @@ pub enum Request {
         /// How much to prefetch before answering.
         prefetch: Prefetch,
     },
+    /// End an agent: signal every process of its cgroup (detached daemons
+    /// included) and thaw it; SIGKILL whatever is left after `grace_ms`.
+    /// Answered once they have all exited.
+    Kill {
+        /// The agent.
+        name: String,
+        /// The first signal: `TERM`, `HUP`, `INT` or `KILL`. Default: `TERM`.
+        #[serde(default = "term")]
+        signal: String,
+        /// How long to wait before SIGKILL. Default: 5000.
+        #[serde(default = "five_s")]
+        grace_ms: u64,
+    },
     /// Every agent's status.
     Status,
     /// Read the agent records now (after `run` or `adopt`).
@@ -64,6 +78,12 @@ pub struct Response {
     /// much, swap cache included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paged_out_bytes: Option<u64>,
+    /// For `kill`: processes signalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signalled: Option<usize>,
+    /// For `kill`: whether SIGKILL was needed after the grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigkill: Option<bool>,
     /// For `pause`: bytes of address space advised (not memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advised_bytes: Option<u64>,
@@ -73,7 +93,81 @@ fn yes() -> bool {
     true
 }
 
+fn term() -> String {
+    "TERM".into()
+}
+
+fn five_s() -> u64 {
+    5000
+}
+
+/// The signal named `name` (with or without `SIG`), among those `kill` accepts.
+pub fn parse_signal(name: &str) -> Result<Signal> {
+    let n = name.trim_start_matches("SIG");
+    Ok(match n {
+        "TERM" => Signal::TERM,
+        "HUP" => Signal::HUP,
+        "INT" => Signal::INT,
+        "QUIT" => Signal::QUIT,
+        "KILL" => Signal::KILL,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "signal {name:?}: expected TERM, HUP, INT, QUIT or KILL"
+            )))
+        }
+    })
+}
+
+/// `kill`: signal and thaw under the lock, wait for the exit without it (a
+/// tick or another request may run meanwhile), SIGKILL what is left.
+fn kill(sup: &Mutex<Supervisor>, name: &str, signal: &str, grace: Duration) -> Result<Response> {
+    let lock = || sup.lock().unwrap_or_else(|p| p.into_inner());
+    let sig = parse_signal(signal)?;
+    let signalled = lock().signal(name, sig)?;
+    let mut kill_at = Some(Instant::now() + grace);
+    // SIGKILL cannot be ignored; a process still there 5 s later is stuck in the kernel.
+    let give_up = Instant::now() + grace + Duration::from_secs(5);
+    let mut killed = false;
+    while !lock().reap(name) {
+        let now = Instant::now();
+        if kill_at.is_some_and(|t| now >= t) {
+            lock().signal(name, Signal::KILL)?;
+            kill_at = None;
+            killed = true;
+        }
+        if now >= give_up {
+            return Err(Error::Invalid(format!(
+                "{name}: processes remain 5 s after SIGKILL (stuck in the kernel?)"
+            )));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Response {
+        ok: true,
+        signalled: Some(signalled),
+        sigkill: Some(killed),
+        ..Default::default()
+    })
+}
+
 fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
+    if let Request::Kill {
+        name,
+        signal,
+        grace_ms,
+    } = &req
+    {
+        let r = kill(sup, name, signal, Duration::from_millis(*grace_ms));
+        let mut s = sup.lock().unwrap_or_else(|p| p.into_inner());
+        for l in s.drain_log() {
+            eprintln!("agentmem supervise: {l}");
+        }
+        return r.unwrap_or_else(|e| Response {
+            ok: false,
+            error: Some(e.to_string()),
+            ..Default::default()
+        });
+    }
     let mut s = sup.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
     let r: Result<Response> = match req {
@@ -103,6 +197,7 @@ fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
                 ..Default::default()
             })
         }
+        Request::Kill { .. } => unreachable!("handled above"),
         Request::Rescan => {
             s.rescan(now);
             Ok(Response {

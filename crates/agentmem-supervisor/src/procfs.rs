@@ -124,6 +124,19 @@ fn ksm_merging_pages(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Signals pending for `pid`, thread-directed or process-wide (`SigPnd` |
+/// `ShdPnd` of /proc/PID/status), as a mask: bit `n - 1` for signal `n`.
+pub fn pending_signals(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    Some(mask("SigPnd:") | mask("ShdPnd:"))
+}
+
 /// The machine's memory figures from /proc/meminfo, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemInfo {

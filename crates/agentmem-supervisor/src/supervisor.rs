@@ -513,6 +513,30 @@ impl Supervised {
             .collect()
     }
 
+    /// Signals every process of the agent: its recorded process and all of
+    /// its cgroup, detached daemons included. Returns how many were signalled.
+    fn signal_all(&self, sig: rustix::process::Signal) -> Result<usize> {
+        let mut n = usize::from(sys::send_signal(&self.pidfd, sig)?);
+        for (fd, _) in self.other_procs() {
+            n += usize::from(sys::send_signal(&fd, sig)?);
+        }
+        Ok(n)
+    }
+
+    /// True when one of its processes has a termination signal pending
+    /// (SIGHUP when its terminal closed, SIGINT, SIGQUIT, SIGTERM, SIGKILL):
+    /// a frozen process cannot act on it until thawed.
+    fn termination_pending(&self) -> bool {
+        const FATAL: u64 = 1 << (libc::SIGHUP - 1)
+            | 1 << (libc::SIGINT - 1)
+            | 1 << (libc::SIGQUIT - 1)
+            | 1 << (libc::SIGKILL - 1)
+            | 1 << (libc::SIGTERM - 1);
+        self.procs()
+            .into_iter()
+            .any(|p| procfs::pending_signals(p).is_some_and(|m| m & FATAL != 0))
+    }
+
     /// Ends the watch after a resume: the pages the agent used since then
     /// become its recent working set; with `rest`, everything else it has
     /// in swap is prefetched too.
@@ -649,6 +673,7 @@ impl Supervisor {
                 rec,
             };
             (a.last_cpu, a.last_io) = a.counters();
+            a.refresh_figures(now, false);
             self.log.push(format!(
                 "{}: supervising pid {} ({})",
                 a.rec.name,
@@ -731,6 +756,18 @@ impl Supervisor {
             }
         }
         if a.state == AgentState::Paused {
+            if a.termination_pending() {
+                // Frozen, it would never act on it (under the v1 freezer
+                // not even on SIGKILL): thaw it so it can exit.
+                a.rec.cgroup.thaw()?;
+                a.state = AgentState::Active;
+                a.learned.paused = false;
+                a.last_active = now;
+                self.log.push(format!(
+                    "{name}: a termination signal is pending: thawed so it can exit"
+                ));
+                self.save(name);
+            }
             return Ok(());
         }
         if active {
@@ -992,11 +1029,69 @@ impl Supervisor {
         self.agents.keys().cloned().collect()
     }
 
-    /// Thaws every paused agent (used when the supervisor is told to release them).
-    pub fn thaw_all(&mut self) {
-        for a in self.agents.values_mut() {
-            let _ = a.rec.cgroup.thaw();
+    /// Thaws every paused agent and records it as no longer paused (when
+    /// the supervisor stops without `--keep-frozen`: nobody would be left to
+    /// resume them). Returns the names thawed.
+    pub fn thaw_all(&mut self) -> Vec<String> {
+        let mut thawed = Vec::new();
+        for (name, a) in self.agents.iter_mut() {
+            if a.state == AgentState::Paused || a.rec.cgroup.is_frozen() {
+                match a.rec.cgroup.thaw() {
+                    Ok(()) => thawed.push(name.clone()),
+                    Err(e) => self.log.push(format!("{name}: could not thaw: {e}")),
+                }
+                a.state = AgentState::Active;
+                a.learned.paused = false;
+            }
         }
+        for name in &thawed {
+            self.save(name);
+        }
+        thawed
+    }
+
+    /// Signals every process of agent `name` (its whole cgroup, detached
+    /// daemons included) with `sig`, then thaws it so a paused agent can act
+    /// on the signal. Returns how many processes were signalled.
+    pub fn signal(&mut self, name: &str, sig: rustix::process::Signal) -> Result<usize> {
+        let a = self
+            .agents
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        // Signal first: a process thawed before it is signalled could run on.
+        let n = a.signal_all(sig)?;
+        if a.state == AgentState::Paused || a.rec.cgroup.is_frozen() {
+            a.rec.cgroup.thaw()?;
+        }
+        a.state = AgentState::Active;
+        a.learned.paused = false;
+        self.log.push(format!(
+            "{name}: signal {} sent to {n} processes",
+            sig.as_raw()
+        ));
+        self.save(name);
+        Ok(n)
+    }
+
+    /// True when every process of agent `name` has exited (or no such agent).
+    pub fn has_exited(&self, name: &str) -> bool {
+        self.agents
+            .get(name)
+            .is_none_or(|a| !a.rec.alive() && a.rec.cgroup.procs().is_empty())
+    }
+
+    /// Forgets agent `name` if all its processes have exited, removing its
+    /// record and cgroup. Returns whether it did.
+    pub fn reap(&mut self, name: &str) -> bool {
+        if !self.has_exited(name) {
+            return false;
+        }
+        if let Some(a) = self.agents.remove(name) {
+            a.rec.cgroup.remove();
+            self.dir.forget(name);
+            self.log.push(format!("{name}: exited"));
+        }
+        true
     }
 }
 

@@ -49,6 +49,19 @@ impl Pidfd {
     }
 }
 
+/// Sends `sig` to the process behind `pidfd` (`pidfd_send_signal`: never
+/// to a later process that reused its pid). `Ok(false)` when it has exited.
+pub fn send_signal(pidfd: &Pidfd, sig: rustix::process::Signal) -> Result<bool> {
+    match rustix::process::pidfd_send_signal(&pidfd.fd, sig) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(Error::sys(
+            format!("pidfd_send_signal(pid {}, {sig:?})", pidfd.pid),
+            e.into(),
+        )),
+    }
+}
+
 /// What `process_madvise` should do with a set of ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advice {

@@ -1,5 +1,5 @@
 //! The supervisor subcommands: `setup`, `run`, `adopt`, `supervise`,
-//! `pause`, `resume`, `ps` and `top` (see docs/supervisor.md).
+//! `pause`, `resume`, `kill`, `ps` and `top` (see docs/supervisor.md).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentmem_supervisor::agent::{self, AgentOptions, StateDir};
+use agentmem_supervisor::cgroup::{self, CgroupLayout};
 use agentmem_supervisor::daemon::{self, Daemon, Request};
 use agentmem_supervisor::setup::{self, Profile};
 use agentmem_supervisor::supervisor::{Config, Prefetch, Status, Supervisor};
@@ -71,6 +72,9 @@ pub struct SetupArgs {
     /// Where the record of applied changes is kept.
     #[arg(long, default_value = "/var/lib/agentmem/setup-state.json")]
     pub state_file: PathBuf,
+    /// The supervisor's state directory, removed by `--revert` when no agent is left in it.
+    #[arg(long, env = "AGENTMEM_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 /// `agentmem setup`.
@@ -82,6 +86,23 @@ pub fn setup(a: SetupArgs) -> Result<ExitCode> {
                 "nothing to revert: no profile applied (no {})",
                 a.state_file.display()
             ),
+        }
+        // What agents left behind: empty cgroups and an unused state directory.
+        if let Ok(layout) = CgroupLayout::detect() {
+            for d in cgroup::remove_empty(&layout) {
+                println!("  removed empty cgroup {}", d.display());
+            }
+        }
+        let dir = StateDir::new(&a.state_dir);
+        if dir.root().exists() {
+            if dir.remove_if_unused() {
+                println!("  removed {}", a.state_dir.display());
+            } else {
+                println!(
+                    "  kept {}: agents are still recorded there or a supervisor runs",
+                    a.state_dir.display()
+                );
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -270,6 +291,11 @@ pub struct SuperviseArgs {
     /// working set bypass zswap and go straight to the swap file).
     #[arg(long)]
     pub cold_in_zswap: bool,
+    /// On stop, leave paused agents frozen (to be re-adopted by the next
+    /// `supervise`); by default they are thawed, so none stays frozen with
+    /// nobody to resume it.
+    #[arg(long)]
+    pub keep_frozen: bool,
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration> {
@@ -308,8 +334,29 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         signal_flag(sig, Arc::clone(&stop));
     }
+    let sup = daemon.supervisor();
     daemon.wait(&stop);
-    eprintln!("agentmem supervise: stopping (agents keep running and are re-adopted on restart)");
+    if a.keep_frozen {
+        eprintln!("agentmem supervise: stopping; paused agents stay frozen (--keep-frozen) and are re-adopted on restart");
+    } else {
+        let thawed = sup.lock().unwrap_or_else(|p| p.into_inner()).thaw_all();
+        eprintln!(
+            "agentmem supervise: stopping; {} paused agents thawed{}; agents keep running and are re-adopted on restart",
+            thawed.len(),
+            if thawed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", thawed.join(", "))
+            }
+        );
+    }
+    drop(sup);
+    if a.state.dir().remove_if_unused() {
+        eprintln!(
+            "agentmem supervise: no agent left: removed {}",
+            a.state.state_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,7 +417,11 @@ pub fn pause(a: PauseArgs) -> Result<ExitCode> {
 #[derive(Debug, ClapArgs)]
 pub struct ResumeArgs {
     /// The agent.
-    pub name: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Resume every paused agent.
+    #[arg(long)]
+    pub all: bool,
     /// What to prefetch before returning: `working-set` (its learned recent
     /// working set; the rest follows in the background), `all`, or `none`.
     #[arg(long, default_value = "working-set", value_parser = parse_prefetch)]
@@ -390,17 +441,79 @@ fn parse_prefetch(s: &str) -> Result<Prefetch, String> {
 
 /// `agentmem resume`: thaw and prefetch; returns when the prefetch is done.
 pub fn resume(a: ResumeArgs) -> Result<ExitCode> {
+    let dir = a.state.dir();
+    let names = match &a.name {
+        Some(n) => vec![n.clone()],
+        None => status(&dir)?
+            .agents
+            .into_iter()
+            .filter(|x| x.state == "paused")
+            .map(|x| x.name)
+            .collect(),
+    };
+    if a.all && names.is_empty() {
+        println!("no paused agent");
+    }
+    let mut failed = 0;
+    for name in names {
+        let req = Request::Resume {
+            name: name.clone(),
+            prefetch: a.prefetch,
+        };
+        match daemon::request(&dir, &req) {
+            Ok(r) => println!("{name}: resumed in {:.1} ms", r.resume_ms.unwrap_or(0.0)),
+            // One agent that cannot be resumed does not stop the others.
+            Err(e) if a.all => {
+                eprintln!("{name}: {e}");
+                failed += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} agents could not be resumed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agentmem kill`.
+#[derive(Debug, ClapArgs)]
+pub struct KillArgs {
+    /// The agent.
+    pub name: String,
+    /// The signal sent first: TERM, HUP, INT, QUIT or KILL.
+    #[arg(long, short = 's', default_value = "TERM")]
+    pub signal: String,
+    /// Seconds to wait for the agent to exit before SIGKILL.
+    #[arg(long, default_value_t = 5.0)]
+    pub grace: f64,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `agentmem kill`: signal every process of the agent's cgroup (detached
+/// daemons included), thawing it if paused; SIGKILL after the grace period.
+/// Returns once they have all exited.
+pub fn kill(a: KillArgs) -> Result<ExitCode> {
+    daemon::parse_signal(&a.signal)?;
+    let grace = secs(a.grace, "--grace")?;
     let r = daemon::request(
         &a.state.dir(),
-        &Request::Resume {
+        &Request::Kill {
             name: a.name.clone(),
-            prefetch: a.prefetch,
+            signal: a.signal.clone(),
+            grace_ms: grace.as_millis() as u64,
         },
     )?;
     println!(
-        "{}: resumed in {:.1} ms",
+        "{}: ended ({} processes signalled{})",
         a.name,
-        r.resume_ms.unwrap_or(0.0)
+        r.signalled.unwrap_or(0),
+        if r.sigkill == Some(true) {
+            ", SIGKILL after the grace period"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
