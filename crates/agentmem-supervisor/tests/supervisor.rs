@@ -651,7 +651,7 @@ fn a_page_out_to_the_swap_file_leaves_no_swap_cache() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut ready)
         .unwrap();
-    let mut agents = Agents {
+    let agents = Agents {
         children: vec![(child, cg.clone())],
     };
     let before = cg.memory().unwrap();
