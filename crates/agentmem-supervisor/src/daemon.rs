@@ -4,10 +4,18 @@
 //! `STATE/supervisor.sock`, answered by one JSON [`Response`] line. The
 //! daemon ticks the [`Supervisor`] once a second; each connection is served
 //! on its own thread under the supervisor's mutex.
+//!
+//! Access: the socket is mode 0666, so any local user can connect and ask
+//! for `status`; the caller's uid, from the kernel (`SO_PEERCRED`), decides
+//! the rest: `pause`, `resume` and `kill` of an agent are for root and the
+//! uid its process runs as. At most [`MAX_CONNECTIONS`] connections are
+//! served at once, a request line is at most [`MAX_LINE`] bytes, and a
+//! connection idle for [`IDLE_TIMEOUT`] is closed.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -89,8 +97,46 @@ pub struct Response {
     pub advised_bytes: Option<u64>,
 }
 
+/// Connections served at once; more are answered with an error and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The longest request line accepted, in bytes.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn yes() -> bool {
     true
+}
+
+/// The agent a request acts on, if it changes one.
+fn target(req: &Request) -> Option<&str> {
+    match req {
+        Request::Pause { name, .. } | Request::Resume { name, .. } | Request::Kill { name, .. } => {
+            Some(name)
+        }
+        Request::Status | Request::Rescan => None,
+    }
+}
+
+/// Whether a caller of uid `uid` may make `req`: anyone may read the status
+/// or ask for a rescan (which only reads records root wrote); acting on an
+/// agent needs root or the uid the agent's process runs as.
+fn allowed(sup: &Supervisor, uid: u32, req: &Request) -> Result<()> {
+    let Some(name) = target(req) else {
+        return Ok(());
+    };
+    if uid == 0 {
+        return Ok(());
+    }
+    match sup.owner_uid(name) {
+        Some(owner) if owner == uid => Ok(()),
+        Some(_) => Err(Error::NotPermitted(format!(
+            "acting on agent {name:?}, which runs as another user"
+        ))),
+        None => Err(Error::UnknownAgent(name.into())),
+    }
 }
 
 fn term() -> String {
@@ -150,7 +196,14 @@ fn kill(sup: &Mutex<Supervisor>, name: &str, signal: &str, grace: Duration) -> R
     })
 }
 
-fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
+fn handle(sup: &Mutex<Supervisor>, uid: u32, req: Request) -> Response {
+    if let Err(e) = allowed(&sup.lock().unwrap_or_else(|p| p.into_inner()), uid, &req) {
+        return Response {
+            ok: false,
+            error: Some(e.to_string()),
+            ..Default::default()
+        };
+    }
     if let Request::Kill {
         name,
         signal,
@@ -216,20 +269,53 @@ fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
     })
 }
 
+fn error_response(e: String) -> Response {
+    Response {
+        ok: false,
+        error: Some(e),
+        ..Default::default()
+    }
+}
+
 fn serve_conn(sup: Arc<Mutex<Supervisor>>, conn: UnixStream) {
     let Ok(mut w) = conn.try_clone() else { return };
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { return };
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(&sup, req),
-            Err(e) => Response {
-                ok: false,
-                error: Some(format!("bad request {line:?}: {e}")),
-                ..Default::default()
-            },
+    // The caller's uid as the kernel knows it, not as it claims.
+    let uid = match rustix::net::sockopt::socket_peercred(&conn) {
+        Ok(c) => c.uid.as_raw(),
+        Err(e) => {
+            let body =
+                serde_json::to_string(&error_response(format!("cannot identify the caller: {e}")))
+                    .expect("response serializes");
+            let _ = writeln!(w, "{body}");
+            return;
+        }
+    };
+    let _ = conn.set_read_timeout(Some(IDLE_TIMEOUT));
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = Vec::new();
+        // One byte more than allowed tells an over-long line from a full one.
+        let n = match (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let too_long = n > MAX_LINE || (n == MAX_LINE + 1 && line.last() != Some(&b'\n'));
+        let resp = if too_long {
+            error_response(format!("request longer than {MAX_LINE} bytes"))
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => handle(&sup, uid, req),
+                Err(e) => error_response(format!(
+                    "bad request {:?}: {e}",
+                    String::from_utf8_lossy(&line[..line.len().min(200)])
+                )),
+            }
         };
         let body = serde_json::to_string(&resp).expect("response serializes");
-        if writeln!(w, "{body}").is_err() {
+        if writeln!(w, "{body}").is_err() || too_long {
             return;
         }
     }
@@ -260,6 +346,14 @@ impl Daemon {
         let _ = std::fs::remove_file(&socket);
         let listener =
             UnixListener::bind(&socket).map_err(|e| Error::io("listening on", &socket, e))?;
+        // Explicit, not from the umask: anyone may connect; what each caller
+        // may ask is checked per request from its peer credentials.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| Error::io("setting the mode of", &socket, e))?;
+        // The directory must let others reach the socket (records in it are
+        // names, pids and learned page ranges: nothing secret).
+        std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io("setting the mode of", dir.root(), e))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("configuring", &socket, e))?;
@@ -268,13 +362,26 @@ impl Daemon {
         let mut threads = Vec::new();
         {
             let (stop, sup) = (Arc::clone(&stop), Arc::clone(&sup));
+            let live = Arc::new(AtomicUsize::new(0));
             threads.push(thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((c, _)) => {
+                        Ok((mut c, _)) => {
                             let _ = c.set_nonblocking(false);
-                            let sup = Arc::clone(&sup);
-                            thread::spawn(move || serve_conn(sup, c));
+                            if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                                live.fetch_sub(1, Ordering::AcqRel);
+                                let body = serde_json::to_string(&error_response(format!(
+                                    "busy: {MAX_CONNECTIONS} connections are open"
+                                )))
+                                .expect("response serializes");
+                                let _ = writeln!(c, "{body}");
+                                continue;
+                            }
+                            let (sup, live) = (Arc::clone(&sup), Arc::clone(&live));
+                            thread::spawn(move || {
+                                serve_conn(sup, c);
+                                live.fetch_sub(1, Ordering::AcqRel);
+                            });
                         }
                         Err(_) => thread::sleep(Duration::from_millis(20)),
                     }

@@ -1073,6 +1073,16 @@ impl Supervisor {
         Ok(n)
     }
 
+    /// The uid agent `name`'s main process runs as (the owner of
+    /// /proc/PID), or `None` for an unknown agent.
+    pub fn owner_uid(&self, name: &str) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let a = self.agents.get(name)?;
+        std::fs::metadata(format!("/proc/{}", a.rec.pid))
+            .ok()
+            .map(|m| m.uid())
+    }
+
     /// True when every process of agent `name` has exited (or no such agent).
     pub fn has_exited(&self, name: &str) -> bool {
         self.agents

@@ -678,3 +678,94 @@ fn a_page_out_to_the_swap_file_leaves_no_swap_cache() {
     drop(sup);
     agents.children[0].1.thaw().unwrap();
 }
+
+/// Sends `lines` to the socket at `sock` as user `uid` (through python3, so
+/// the kernel's peer credentials are really that user's); returns the answers.
+fn ask_as(uid: u32, sock: &Path, lines: &[&str]) -> Option<Vec<String>> {
+    use std::os::unix::process::CommandExt;
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+for l in sys.argv[2:]:
+    f.write(l + "\n"); f.flush(); print(f.readline().strip())
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(sock)
+        .args(lines)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "python3 as uid {uid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+#[test]
+fn the_control_socket_lets_anyone_read_and_only_owners_act() {
+    use std::os::unix::fs::PermissionsExt;
+    let _l = system_lock();
+    if !sys::is_root() {
+        return skip("needs root (to connect as another user)");
+    }
+    if CgroupLayout::detect().is_err() {
+        return skip("no usable cgroup hierarchy with memory and freezer");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    let name = format!("p{}", std::process::id());
+    let _agents = Agents {
+        children: vec![start_small_agent(&state, dir.path(), &name)],
+    };
+    let daemon = Daemon::start(
+        Supervisor::new(Config::default(), state.clone()).unwrap(),
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    let sock = state.socket();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "the socket's mode is explicit, not the umask's"
+    );
+    let pause = format!(r#"{{"op":"pause","name":"{name}","page_out":false}}"#);
+    let Some(answers) = ask_as(65534, &sock, &[r#"{"op":"status"}"#, &pause]) else {
+        return skip("python3 is not available");
+    };
+    assert!(
+        answers[0].starts_with(r#"{"ok":true"#) && answers[0].contains(&name),
+        "another user may read the status: {}",
+        answers[0]
+    );
+    assert!(
+        answers[1].contains(r#""ok":false"#) && answers[1].contains("another user"),
+        "another user may not pause root's agent: {}",
+        answers[1]
+    );
+    assert!(!_agents.children[0].1.is_frozen());
+    // Over-long lines are refused and the connection closed.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    let long = format!(
+        r#"{{"op":"status","x":"{}"}}"#,
+        "y".repeat(daemon::MAX_LINE)
+    );
+    let answer = ask(&mut c, &long);
+    assert!(answer.contains("longer than"), "{answer}");
+    // Root may act on it.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    assert!(ask(&mut c, &pause).starts_with(r#"{"ok":true"#));
+    assert!(_agents.children[0].1.is_frozen());
+    drop(daemon);
+}

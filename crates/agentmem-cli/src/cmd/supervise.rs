@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -296,6 +296,10 @@ pub struct SuperviseArgs {
     /// nobody to resume it.
     #[arg(long)]
     pub keep_frozen: bool,
+    /// Leave the swap cache a page-out to the swap file leaves behind (for
+    /// measurements: the pages then stay in RAM until memory runs short).
+    #[arg(long)]
+    pub keep_swap_cache: bool,
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration> {
@@ -315,6 +319,7 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         mem_available_floor: a.mem_floor,
         cold_to_swap_file: !a.cold_in_zswap,
         io_active_bytes: a.io_active_bytes,
+        drop_swap_cache: !a.keep_swap_cache,
         ..Config::default()
     };
     let sup = Supervisor::new(cfg, a.state.dir())?;
@@ -331,8 +336,9 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         }
     );
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        signal_flag(sig, Arc::clone(&stop));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .with_context(|| format!("installing a handler for signal {sig}"))?;
     }
     let sup = daemon.supervisor();
     daemon.wait(&stop);
@@ -358,25 +364,6 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if let Some(f) = STOP.get() {
-        f.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Sets `flag` when `sig` arrives (hand-written: one atomic store is all a
-/// handler may do, and it saves a dependency for two signals).
-fn signal_flag(sig: libc::c_int, flag: Arc<AtomicBool>) {
-    let _ = STOP.set(flag);
-    // SAFETY: `on_signal` only performs an atomic store on a value that lives
-    // for the whole program (a `OnceLock` static), which is async-signal-safe.
-    unsafe {
-        libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-    }
 }
 
 /// `agentmem pause`.
