@@ -3,7 +3,10 @@
 //! Protocol: one JSON [`Request`] per line on the Unix socket
 //! `STATE/supervisor.sock`, answered by one JSON [`Response`] line. The
 //! daemon ticks the [`Supervisor`] once a second; each connection is served
-//! on its own thread under the supervisor's mutex.
+//! on its own thread under the supervisor's mutex, except the page-outs
+//! (`process_madvise`, writeback, swap-cache reclaim: up to seconds), which
+//! are planned under it, run without it and installed under it again (see
+//! [`crate::supervisor::PageOutJob`]).
 //!
 //! Access: the socket is mode 0666, so any local user can connect and ask
 //! for `status`; the caller's uid, from the kernel (`SO_PEERCRED`), decides
@@ -228,7 +231,19 @@ fn handle(sup: &Mutex<Supervisor>, uid: u32, req: Request) -> Response {
             name,
             page_out,
             deep,
-        } => s.pause(&name, page_out, deep, now).map(|o| Response {
+        } => match s.pause_begin(&name, page_out, deep, now) {
+            // The page-out runs without the lock: other agents' requests
+            // and the ticks go on meanwhile.
+            Ok(Some(job)) => {
+                drop(s);
+                let done = job.run();
+                s = sup.lock().unwrap_or_else(|p| p.into_inner());
+                s.finish(done, Instant::now())
+            }
+            Ok(None) => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
+        .map(|o| Response {
             ok: true,
             paged_out_bytes: Some(o.freed_bytes),
             advised_bytes: Some(o.advised_bytes),
@@ -236,7 +251,17 @@ fn handle(sup: &Mutex<Supervisor>, uid: u32, req: Request) -> Response {
         }),
         Request::Resume { name, prefetch } => {
             s.rescan(now);
-            s.resume(&name, prefetch, now).map(|ms| Response {
+            match s.resume_begin(&name, prefetch, now) {
+                // The prefetch runs without the lock.
+                Ok(job) => {
+                    drop(s);
+                    let done = job.run();
+                    s = sup.lock().unwrap_or_else(|p| p.into_inner());
+                    s.resume_finish(done, Instant::now())
+                }
+                Err(e) => Err(e),
+            }
+            .map(|ms| Response {
                 ok: true,
                 resume_ms: Some(ms),
                 ..Default::default()
@@ -394,10 +419,22 @@ impl Daemon {
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     if Instant::now() >= next {
-                        let mut s = sup.lock().unwrap_or_else(|p| p.into_inner());
-                        s.tick(Instant::now());
-                        for l in s.drain_log() {
-                            eprintln!("agentmem supervise: {l}");
+                        let jobs = {
+                            let mut s = sup.lock().unwrap_or_else(|p| p.into_inner());
+                            let jobs = s.plan_tick(Instant::now());
+                            for l in s.drain_log() {
+                                eprintln!("agentmem supervise: {l}");
+                            }
+                            jobs
+                        };
+                        // Page-outs without the lock, one agent at a time.
+                        for job in jobs {
+                            let done = job.run();
+                            let mut s = sup.lock().unwrap_or_else(|p| p.into_inner());
+                            let _ = s.finish(done, Instant::now());
+                            for l in s.drain_log() {
+                                eprintln!("agentmem supervise: {l}");
+                            }
                         }
                         next += tick;
                         if next < Instant::now() {

@@ -301,9 +301,112 @@ struct Supervised {
     resumed: Option<(Instant, bool)>,
     last_resume_ms: Option<f64>,
     figures: Figures,
+    /// A page-out of this agent runs outside the lock (see [`PageOutJob`]).
+    busy: bool,
+    /// Bumped by every resume and signal: a page-out planned before one
+    /// does not change the agent's state when it finishes.
+    generation: u64,
+}
+
+/// What a [`PageOutJob`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// Page out an idle agent (all but its idle working set).
+    Idle,
+    /// Page out new memory of a reclaimed agent.
+    Repage,
+    /// Page out a paused agent (`all`: its idle working set too).
+    Pause,
+    /// Page out the working set a paused or reclaimed agent kept resident.
+    Deep,
+}
+
+/// A page-out planned under the supervisor's lock and run without it: the
+/// `process_madvise` calls, the wait for writeback and the reclaim of the
+/// swap cache take from milliseconds to seconds, and no other agent's
+/// request or tick should wait for them. It works on its own copy of what
+/// it needs (the record, a duplicate pidfd, what was learned);
+/// [`Supervisor::finish`] installs the result if the agent was not resumed
+/// or signalled meanwhile.
+#[derive(Debug)]
+pub struct PageOutJob {
+    name: String,
+    kind: JobKind,
+    agent: Supervised,
+    generation: u64,
+    cold_bypass: bool,
+    keep_ws: Option<f64>,
+    drop_cache: bool,
+    all: bool,
+    idle_for: Duration,
+}
+
+/// A [`PageOutJob`] that ran.
+#[derive(Debug)]
+pub struct FinishedJob {
+    job: PageOutJob,
+    result: Result<PageOutOutcome>,
+}
+
+/// The prefetch of a resume, run without the supervisor's lock.
+#[derive(Debug)]
+pub struct PrefetchJob {
+    name: String,
+    agent: Supervised,
+    set: PageSet,
+    others: bool,
+    prefetch: Prefetch,
+    t0: Instant,
+    result: Result<()>,
+}
+
+impl PrefetchJob {
+    /// Runs the prefetch (`MADV_WILLNEED`; no lock needed).
+    pub fn run(mut self) -> PrefetchJob {
+        self.result = self.agent.prefetch(&self.set);
+        if self.others && self.result.is_ok() {
+            self.agent.prefetch_others();
+        }
+        self
+    }
+}
+
+impl PageOutJob {
+    /// Runs the page-out (no lock needed).
+    pub fn run(mut self) -> FinishedJob {
+        let result = match self.kind {
+            JobKind::Deep => self.agent.page_out_resident_ws(self.drop_cache),
+            _ => self
+                .agent
+                .page_out(self.all, self.cold_bypass, self.keep_ws, self.drop_cache),
+        };
+        FinishedJob { job: self, result }
+    }
 }
 
 impl Supervised {
+    /// A copy to page out with outside the lock.
+    fn detached(&self) -> Result<Supervised> {
+        let now = Instant::now();
+        Ok(Supervised {
+            rec: self.rec.clone(),
+            pidfd: self.pidfd.try_clone()?,
+            learned: self.learned.clone(),
+            state: self.state,
+            last_cpu: 0,
+            last_io: 0,
+            last_active: now,
+            reclaimed_at: None,
+            last_sample: now,
+            last_repage: now,
+            resumed: None,
+            last_resume_ms: None,
+            figures: Figures::default(),
+            busy: true,
+            generation: self.generation,
+        })
+    }
+
     fn procs(&self) -> Vec<i32> {
         let mut p = self.rec.cgroup.procs();
         if !p.contains(&self.rec.pid) {
@@ -579,6 +682,8 @@ pub struct Supervisor {
     last_tick: Option<Instant>,
     /// Messages for the log (drained by the daemon).
     log: Vec<String>,
+    /// Page-outs planned by the current tick.
+    jobs: Vec<PageOutJob>,
 }
 
 impl Supervisor {
@@ -598,6 +703,7 @@ impl Supervisor {
             ticks_per_s: procfs::clock_ticks_per_second().max(1),
             last_tick: None,
             log: Vec::new(),
+            jobs: Vec::new(),
         };
         if ZswapBypass::recover() {
             s.log.push(
@@ -670,6 +776,8 @@ impl Supervisor {
                 resumed: None,
                 last_resume_ms: None,
                 figures: Figures::default(),
+                busy: false,
+                generation: 0,
                 rec,
             };
             (a.last_cpu, a.last_io) = a.counters();
@@ -692,7 +800,24 @@ impl Supervisor {
 
     /// One round: notice new, dead, active and idle agents; page out those
     /// idle past their threshold; sample refaults; finish resumes.
+    ///
+    /// Page-outs run inline here; the daemon uses [`Supervisor::plan_tick`]
+    /// to run them outside its lock.
     pub fn tick(&mut self, now: Instant) {
+        for job in self.plan_tick(now) {
+            let _ = self.finish(job.run(), now);
+        }
+    }
+
+    /// [`Supervisor::tick`] without the page-outs: returns them, to be run
+    /// (with [`PageOutJob::run`]) without the lock and handed to
+    /// [`Supervisor::finish`].
+    pub fn plan_tick(&mut self, now: Instant) -> Vec<PageOutJob> {
+        self.tick_inner(now);
+        std::mem::take(&mut self.jobs)
+    }
+
+    fn tick_inner(&mut self, now: Instant) {
         self.rescan(now);
         let dt = self
             .last_tick
@@ -731,6 +856,10 @@ impl Supervisor {
             self.agents.remove(name);
             return Ok(());
         }
+        if a.busy {
+            // Its page-out runs outside the lock; the next tick sees the result.
+            return Ok(());
+        }
         let (cpu, io) = a.counters();
         let cpu_s = cpu.saturating_sub(a.last_cpu) as f64 / tps as f64;
         let active = cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001)
@@ -745,13 +874,8 @@ impl Supervisor {
             // Memory pressure alone does not deepen the sleep: refaults of
             // resuming agents raise PSI without RAM being short.
             if a.learned.ws_resident && (asleep >= cfg.deep_after || low_memory) {
-                let o = a.page_out_resident_ws(cfg.drop_swap_cache)?;
-                a.refresh_figures(now, true);
-                self.log.push(format!(
-                    "{name}: deep sleep, working set paged out: {}",
-                    describe(&o)
-                ));
-                self.save(name);
+                let job = plan(name, a, JobKind::Deep, &cfg, None, Duration::ZERO)?;
+                self.jobs.push(job);
                 return Ok(());
             }
         }
@@ -814,18 +938,8 @@ impl Supervisor {
                         cfg.psi_limit
                     ));
                 } else {
-                    let o = a.page_out(false, cfg.cold_to_swap_file, keep, cfg.drop_swap_cache)?;
-                    a.state = AgentState::Reclaimed;
-                    a.reclaimed_at = Some(now);
-                    a.last_sample = now;
-                    a.last_repage = now;
-                    a.refresh_figures(now, true);
-                    changed = true;
-                    self.log.push(format!(
-                        "{name}: idle {:.0} s, paged out: {}",
-                        idle_for.as_secs_f64(),
-                        describe(&o)
-                    ));
+                    let job = plan(name, a, JobKind::Idle, &cfg, keep, idle_for)?;
+                    self.jobs.push(job);
                 }
             }
             AgentState::Reclaimed if now.duration_since(a.last_sample) >= cfg.sample_every => {
@@ -837,8 +951,9 @@ impl Supervisor {
                     // learned idle set stays; a working set already paged
                     // out in a deep sleep is not called resident again).
                     let keep = if a.learned.ws_resident { keep } else { None };
-                    a.page_out(false, cfg.cold_to_swap_file, keep, cfg.drop_swap_cache)?;
                     a.last_repage = now;
+                    let job = plan(name, a, JobKind::Repage, &cfg, keep, Duration::ZERO)?;
+                    self.jobs.push(job);
                 }
             }
             _ => {}
@@ -860,8 +975,22 @@ impl Supervisor {
         deep: bool,
         now: Instant,
     ) -> Result<PageOutOutcome> {
-        let cold = self.cfg.cold_to_swap_file;
-        let drop = self.cfg.drop_swap_cache;
+        match self.pause_begin(name, page_out, deep, now)? {
+            Some(job) => self.finish(job.run(), now),
+            None => Ok(PageOutOutcome::default()),
+        }
+    }
+
+    /// [`Supervisor::pause`] up to the freeze; returns the page-out to run
+    /// without the lock, if one is due.
+    pub fn pause_begin(
+        &mut self,
+        name: &str,
+        page_out: bool,
+        deep: bool,
+        now: Instant,
+    ) -> Result<Option<PageOutJob>> {
+        let cfg = self.cfg.clone();
         let keep = (!deep).then_some(self.cfg.resident_ws_fraction);
         let a = self
             .agents
@@ -899,58 +1028,132 @@ impl Supervisor {
         a.rec.cgroup.freeze()?;
         a.state = AgentState::Paused;
         a.learned.paused = true;
-        let result = if page_out {
+        let job = if page_out && !a.busy {
             a.reclaimed_at = Some(now);
-            a.page_out(true, cold, keep, drop)
+            Some(plan(name, a, JobKind::Pause, &cfg, keep, Duration::ZERO)?)
         } else {
-            Ok(PageOutOutcome::default())
+            a.refresh_figures(now, false);
+            self.log.push(format!(
+                "{name}: paused{}",
+                if page_out {
+                    " (a page-out of it is already running)"
+                } else {
+                    ", not paged out"
+                }
+            ));
+            None
         };
-        a.refresh_figures(now, page_out);
-        // Saved even on error: the agent is frozen and must stay known as paused.
+        // Saved now: the agent is frozen and must stay known as paused.
         self.save(name);
-        let o = result?;
-        self.log
-            .push(format!("{name}: paused, paged out: {}", describe(&o)));
+        Ok(job)
+    }
+
+    /// Installs what a page-out run without the lock did. Its findings
+    /// (what is in swap now) are kept whatever happened meanwhile; the
+    /// agent's state changes only if it was not resumed or signalled since
+    /// the page-out was planned.
+    pub fn finish(&mut self, f: FinishedJob, now: Instant) -> Result<PageOutOutcome> {
+        let FinishedJob { job, result } = f;
+        let name = job.name.as_str();
+        let Some(a) = self.agents.get_mut(name) else {
+            return result;
+        };
+        a.busy = false;
+        let o = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.log.push(format!("{name}: page-out: {e}"));
+                self.save(name);
+                return Err(e);
+            }
+        };
+        a.learned.ws_resident = job.agent.learned.ws_resident;
+        a.learned.swapped = job.agent.learned.swapped;
+        let current = a.generation == job.generation;
+        if current && job.kind == JobKind::Idle {
+            a.state = AgentState::Reclaimed;
+            a.reclaimed_at = Some(now);
+            a.last_sample = now;
+            a.last_repage = now;
+        }
+        a.refresh_figures(now, true);
+        let what = match job.kind {
+            JobKind::Idle => format!("idle {:.0} s, paged out", job.idle_for.as_secs_f64()),
+            JobKind::Repage => "new memory paged out".into(),
+            JobKind::Pause => "paused, paged out".into(),
+            JobKind::Deep => "deep sleep, working set paged out".into(),
+        };
+        self.log.push(format!(
+            "{name}: {what}: {}{}",
+            describe(&o),
+            if current { "" } else { " (resumed meanwhile)" }
+        ));
+        self.save(name);
         Ok(o)
     }
 
     /// Resumes an agent: thaws it and prefetches per `prefetch`; returns the
     /// time taken in ms once that prefetch is done.
     pub fn resume(&mut self, name: &str, prefetch: Prefetch, now: Instant) -> Result<f64> {
+        let job = self.resume_begin(name, prefetch, now)?;
+        let done = job.run();
+        self.resume_finish(done, now)
+    }
+
+    /// [`Supervisor::resume`] up to the thaw; returns the prefetch to run
+    /// without the lock ([`PrefetchJob::run`]), then [`Supervisor::resume_finish`].
+    pub fn resume_begin(
+        &mut self,
+        name: &str,
+        prefetch: Prefetch,
+        now: Instant,
+    ) -> Result<PrefetchJob> {
         let t0 = Instant::now();
         let a = self
             .agents
             .get_mut(name)
             .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        a.generation += 1;
         let was_paused = a.state == AgentState::Paused;
         if was_paused || a.rec.cgroup.is_frozen() {
             a.rec.cgroup.thaw()?;
         }
-        match prefetch {
-            Prefetch::None => {}
-            Prefetch::WorkingSet => {
-                let ws = a.working_set();
-                a.prefetch(&ws)?;
-            }
-            Prefetch::All => {
-                let all = a.learned.swapped.clone();
-                a.prefetch(&all)?;
-                a.prefetch_others();
-            }
-        }
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (set, others) = match prefetch {
+            Prefetch::None => (PageSet::default(), false),
+            Prefetch::WorkingSet => (a.working_set(), false),
+            Prefetch::All => (a.learned.swapped.clone(), true),
+        };
         if !a.learned.swapped.is_empty() {
             a.resumed = Some((now, prefetch != Prefetch::None));
         }
         a.state = AgentState::Active;
         a.learned.paused = false;
         a.last_active = now;
-        a.last_resume_ms = Some(ms);
-        // Figures only after the answer's time was taken; PSS in a tick.
-        a.refresh_figures(now, false);
+        Ok(PrefetchJob {
+            name: name.into(),
+            agent: a.detached()?,
+            set,
+            others,
+            prefetch,
+            t0,
+            result: Ok(()),
+        })
+    }
+
+    /// Records a resume whose prefetch ran; returns its time in ms.
+    pub fn resume_finish(&mut self, job: PrefetchJob, now: Instant) -> Result<f64> {
+        job.result?;
+        let ms = job.t0.elapsed().as_secs_f64() * 1e3;
+        let name = job.name.as_str();
+        if let Some(a) = self.agents.get_mut(name) {
+            a.last_resume_ms = Some(ms);
+            // Figures only after the answer's time was taken; PSS in a tick.
+            a.refresh_figures(now, false);
+        }
         self.save(name);
         self.log.push(format!(
-            "{name}: resumed in {ms:.1} ms (prefetch {prefetch:?})"
+            "{name}: resumed in {ms:.1} ms (prefetch {:?})",
+            job.prefetch
         ));
         Ok(ms)
     }
@@ -1058,6 +1261,7 @@ impl Supervisor {
             .agents
             .get_mut(name)
             .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        a.generation += 1;
         // Signal first: a process thawed before it is signalled could run on.
         let n = a.signal_all(sig)?;
         if a.state == AgentState::Paused || a.rec.cgroup.is_frozen() {
@@ -1138,6 +1342,30 @@ pub fn pool_share(swap_bytes: u64, mem: &MemInfo) -> u64 {
         return 0;
     }
     (mem.zswap_pool as u128 * swap_bytes.min(used) as u128 / used as u128) as u64
+}
+
+/// Plans a page-out of `a` (marking it busy until [`Supervisor::finish`]).
+fn plan(
+    name: &str,
+    a: &mut Supervised,
+    kind: JobKind,
+    cfg: &Config,
+    keep_ws: Option<f64>,
+    idle_for: Duration,
+) -> Result<PageOutJob> {
+    let agent = a.detached()?;
+    a.busy = true;
+    Ok(PageOutJob {
+        name: name.into(),
+        kind,
+        agent,
+        generation: a.generation,
+        cold_bypass: cfg.cold_to_swap_file,
+        keep_ws,
+        drop_cache: cfg.drop_swap_cache,
+        all: kind == JobKind::Pause,
+        idle_for,
+    })
 }
 
 /// The part of `swap_bytes` of swap that is on disk (in the swap file, not

@@ -47,6 +47,17 @@ impl Pidfd {
     pub fn pid(&self) -> i32 {
         self.pid
     }
+
+    /// A second handle on the same process (`dup`).
+    pub fn try_clone(&self) -> Result<Pidfd> {
+        Ok(Pidfd {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::sys(format!("dup(pidfd of {})", self.pid), e))?,
+            pid: self.pid,
+        })
+    }
 }
 
 /// Sends `sig` to the process behind `pidfd` (`pidfd_send_signal`: never
