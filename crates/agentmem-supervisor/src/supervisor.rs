@@ -69,7 +69,7 @@ pub struct Config {
     /// swap, KSM); PSS, which costs a page-table walk, is refreshed four
     /// times less often. Figures are refreshed in ticks, a few agents at a
     /// time, and right after a page-out or resume, so `ps` costs the
-    /// supervisor nothing per agent. Default: 5 s.
+    /// supervisor nothing per agent. Default: 10 s.
     pub figures_max_age: Duration,
 }
 
@@ -90,7 +90,7 @@ impl Default for Config {
             resident_ws_fraction: 0.12,
             deep_after: Duration::from_secs(600),
             drop_swap_cache: true,
-            figures_max_age: Duration::from_secs(5),
+            figures_max_age: Duration::from_secs(10),
         }
     }
 }
