@@ -25,6 +25,8 @@ p.add_argument("--agents", type=int, default=10)
 p.add_argument("--settle-s", type=float, default=30, help="idle time before measuring")
 p.add_argument("--modes", default="swapfile,swapfile-keep-cache,zswap-lzo-rle,zswap-deflate")
 p.add_argument("--swap-size", default="8GiB")
+p.add_argument("--rounds", type=int, default=2,
+               help="pause/resume rounds per mode; from the second on, resume prefetches the working set learned")
 args = p.parse_args()
 
 D = os.path.abspath(args.dir)
@@ -254,64 +256,68 @@ def main():
             open(f"{ZS}/max_pool_percent", "w").write("20")
             open(f"{ZS}/shrinker_enabled", "w").write("N")
             open(f"{ZS}/enabled", "w").write("Y")
-        mpids = {s: tree(pid_of(s)) for s in mg}
-        pss_before = sum(pss(v) for v in mpids.values())
-        cg_before = [cg_mem(s) for s in mg]
-        mi0 = meminfo()
-        ma0 = mem_available()
-        c0 = cpu_ticks(sup.pid)
-        pause_ms = []
-        for s in mg:
-            t = time.perf_counter()
-            am("pause", s)
-            pause_ms.append((time.perf_counter() - t) * 1e3)
-        time.sleep(2)
-        ma1 = mem_available()
-        mi1 = meminfo()
-        cg_after = [cg_mem(s) for s in mg]
-        pss_after = sum(pss(v) for v in mpids.values())
-        ps = json.loads(am("ps", "--json").stdout)
-        # Idle minute with N paused: the supervisor's own CPU.
-        c1 = cpu_ticks(sup.pid)
-        time.sleep(30)
-        c2 = cpu_ticks(sup.pid)
-        ps_cpu = []
-        for _ in range(20):
-            a = cpu_ticks(sup.pid)
-            am("ps", "--json")
-            ps_cpu.append((cpu_ticks(sup.pid) - a) * 10)  # ms at 100 ticks/s
-        resume_ms, word_ms = [], []
-        for s in mg:
-            t = time.perf_counter()
-            am("resume", s)
-            resume_ms.append((time.perf_counter() - t) * 1e3)
-            w = typed_word_ms(s, "hello")
-            word_ms.append(None if w is None else resume_ms[-1] + w)
-        disk0 = (mi0["SwapTotal"] - mi0["SwapFree"]) - mi0["Zswapped"]
-        disk1 = (mi1["SwapTotal"] - mi1["SwapFree"]) - mi1["Zswapped"]
-        m = {
-            "ram_freed_per_instance_mib_by_memavailable": (ma1 - ma0) / n / M,
-            "ram_freed_share_of_unmanaged_pss": (ma1 - ma0) / n / unmanaged_pss,
-            "managed_pss_per_instance_mib_before_after": [pss_before / n / M, pss_after / n / M],
-            "cgroup_usage_per_instance_mib_before_after": [sum(u for u, _ in cg_before) / n / M,
-                                                          sum(u for u, _ in cg_after) / n / M],
-            "cgroup_swapcached_per_instance_mib_after": sum(c for _, c in cg_after) / n / M,
-            "machine_swapcached_mib_before_after": [mi0["SwapCached"] / M, mi1["SwapCached"] / M],
-            "zswap_pool_mib_delta": (mi1["Zswap"] - mi0["Zswap"]) / M,
-            "zswapped_mib_delta": (mi1["Zswapped"] - mi0["Zswapped"]) / M,
-            "disk_per_instance_mib": (disk1 - disk0) / n / M,
-            "ps_ram_held_per_instance_mib": ps["totals"]["ram_bytes"] / n / M,
-            "ps_disk_per_instance_mib": ps["totals"]["disk_bytes"] / n / M,
-            "pause_ms": {"p50": pct(pause_ms, .5), "p90": pct(pause_ms, .9)},
-            "resume_call_ms": {"p50": pct(resume_ms, .5), "p90": pct(resume_ms, .9)},
-            "resume_to_typed_word_ms": {"p50": pct(word_ms, .5), "p90": pct(word_ms, .9)},
-            "supervisor_cpu_s_for_all_pauses": (c1 - c0) / 100.0,
-            "supervisor_cpu_idle_30s_pct_of_core": (c2 - c1) / 30.0,  # ticks/s = % at 100 Hz
-            "ps_request_supervisor_cpu_ms_p50": pct(ps_cpu, .5),
-            "ksm_pages_sharing": int(open("/sys/kernel/mm/ksm/pages_sharing").read()),
-        }
-        results["modes"][mode] = m
-        log(mode, json.dumps(m))
+        for rnd in range(args.rounds):
+            mpids = {s: tree(pid_of(s)) for s in mg}
+            pss_before = sum(pss(v) for v in mpids.values())
+            cg_before = [cg_mem(s) for s in mg]
+            mi0 = meminfo()
+            ma0 = mem_available()
+            c0 = cpu_ticks(sup.pid)
+            pause_ms = []
+            for s in mg:
+                t = time.perf_counter()
+                am("pause", s)
+                pause_ms.append((time.perf_counter() - t) * 1e3)
+            time.sleep(2)
+            ma1 = mem_available()
+            mi1 = meminfo()
+            cg_after = [cg_mem(s) for s in mg]
+            pss_after = sum(pss(v) for v in mpids.values())
+            ps = json.loads(am("ps", "--json").stdout)
+            # Idle minute with N paused: the supervisor's own CPU.
+            c1 = cpu_ticks(sup.pid)
+            time.sleep(20)
+            c2 = cpu_ticks(sup.pid)
+            ps_cpu = []
+            for _ in range(20):
+                a = cpu_ticks(sup.pid)
+                am("ps", "--json")
+                ps_cpu.append((cpu_ticks(sup.pid) - a) * 10)  # ms at 100 ticks/s
+            resume_ms, word_ms = [], []
+            for s in mg:
+                t = time.perf_counter()
+                am("resume", s)
+                resume_ms.append((time.perf_counter() - t) * 1e3)
+                w = typed_word_ms(s, "hello")
+                word_ms.append(None if w is None else resume_ms[-1] + w)
+            disk0 = (mi0["SwapTotal"] - mi0["SwapFree"]) - mi0["Zswapped"]
+            disk1 = (mi1["SwapTotal"] - mi1["SwapFree"]) - mi1["Zswapped"]
+            m = {
+                "ram_freed_per_instance_mib_by_memavailable": (ma1 - ma0) / n / M,
+                "ram_freed_share_of_unmanaged_pss": (ma1 - ma0) / n / unmanaged_pss,
+                "managed_pss_per_instance_mib_before_after": [pss_before / n / M, pss_after / n / M],
+                "cgroup_usage_per_instance_mib_before_after": [sum(u for u, _ in cg_before) / n / M,
+                                                              sum(u for u, _ in cg_after) / n / M],
+                "cgroup_swapcached_per_instance_mib_after": sum(c for _, c in cg_after) / n / M,
+                "machine_swapcached_mib_before_after": [mi0["SwapCached"] / M, mi1["SwapCached"] / M],
+                "zswap_pool_mib_delta": (mi1["Zswap"] - mi0["Zswap"]) / M,
+                "zswapped_mib_delta": (mi1["Zswapped"] - mi0["Zswapped"]) / M,
+                "disk_per_instance_mib": disk1 / n / M,  # the bench's swap file is the only swap area
+                "ps_ram_held_per_instance_mib": ps["totals"]["ram_bytes"] / n / M,
+                "ps_disk_per_instance_mib": ps["totals"]["disk_bytes"] / n / M,
+                "pause_ms": {"p50": pct(pause_ms, .5), "p90": pct(pause_ms, .9)},
+                "resume_call_ms": {"p50": pct(resume_ms, .5), "p90": pct(resume_ms, .9)},
+                "resume_to_typed_word_ms": {"p50": pct(word_ms, .5), "p90": pct(word_ms, .9)},
+                "supervisor_cpu_s_for_all_pauses": (c1 - c0) / 100.0,
+                "supervisor_cpu_idle_20s_pct_of_core": (c2 - c1) / 20.0,  # ticks/s = % at 100 Hz
+                "ps_request_supervisor_cpu_ms_p50": pct(ps_cpu, .5),
+                "ksm_pages_sharing": int(open("/sys/kernel/mm/ksm/pages_sharing").read()),
+            }
+            m["round"] = rnd + 1
+            results["modes"][f"{mode}/round{rnd + 1}"] = m
+            log(mode, rnd + 1, json.dumps(m))
+            if rnd + 1 < args.rounds:
+                time.sleep(3)  # past the supervisor's learning delay after a resume
         # All back in RAM before the next mode (swap entries of clean pages
         # would otherwise be dropped without a write the next time).
         for s in mg:
