@@ -160,14 +160,22 @@ impl StateDir {
         v
     }
 
-    /// Removes the state directory if no agent is recorded in it any more
-    /// (and no supervisor listens on its socket): what `supervise` leaves
+    /// Removes the state directory if no live agent is recorded in it (the
+    /// records and cgroups of exited ones are removed first) and no
+    /// supervisor listens on its socket: what `supervise` leaves
     /// when it stops and what `setup --revert` cleans. Only the files this
     /// crate writes are removed; anything else keeps the directory.
     /// Returns whether it is gone.
     pub fn remove_if_unused(&self) -> bool {
         if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
             return false;
+        }
+        // Records of agents that exited with no supervisor to notice.
+        for rec in self.records() {
+            if !rec.alive() {
+                rec.cgroup.remove();
+                self.forget(&rec.name);
+            }
         }
         let _ = fs::remove_file(self.socket());
         for d in [self.agents(), self.learned()] {
