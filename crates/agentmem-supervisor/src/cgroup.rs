@@ -31,19 +31,16 @@ pub enum CgroupLayout {
     },
 }
 
-/// The mount points of cgroup file systems, from /proc/self/mounts:
-/// (cgroup2 mounts, v1 mounts with their options).
-fn mounts() -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
-    let s = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+/// The mount points of cgroup file systems, from /proc/self/mountinfo:
+/// (cgroup2 mounts, v1 mounts with their controllers).
+fn mounts() -> (Vec<PathBuf>, Vec<(PathBuf, Vec<String>)>) {
     let (mut v2, mut v1) = (Vec::new(), Vec::new());
-    for line in s.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 4 {
-            continue;
-        }
-        match f[2] {
-            "cgroup2" => v2.push(PathBuf::from(f[1])),
-            "cgroup" => v1.push((PathBuf::from(f[1]), f[3].to_string())),
+    let infos = ::procfs::process::Process::myself().and_then(|p| p.mountinfo());
+    for m in infos.into_iter().flatten() {
+        match m.fs_type.as_str() {
+            "cgroup2" => v2.push(m.mount_point),
+            // A v1 hierarchy's controllers are among its super options.
+            "cgroup" => v1.push((m.mount_point, m.super_options.into_keys().collect())),
             _ => {}
         }
     }
@@ -62,7 +59,7 @@ impl CgroupLayout {
         }
         let find = |c: &str| {
             v1.iter()
-                .find(|(_, o)| o.split(',').any(|x| x == c))
+                .find(|(_, o)| o.iter().any(|x| x == c))
                 .map(|(p, _)| p.clone())
         };
         match (find("memory"), find("freezer")) {
