@@ -8,6 +8,7 @@
 #   scripts/garage-cluster.sh status       [--dir DIR]
 #   scripts/garage-cluster.sh smoke        [--dir DIR]    # PUT/GET/DELETE with curl --aws-sigv4
 #   scripts/garage-cluster.sh install                     # cargo install garage into the cache
+#   scripts/garage-cluster.sh install-if-missing          # the same unless one is found
 #
 # `start` writes DIR/env (source it): AGENTMEM_S3_ENDPOINT (node 1's S3 API),
 # AGENTMEM_S3_ENDPOINTS (all three), AGENTMEM_S3_REGION, AGENTMEM_S3_BUCKET,
@@ -50,6 +51,10 @@ find_garage() {
 }
 
 install_garage() {
+    if [[ "${1:-}" == if-missing ]] && GARAGE_INSTALL=0 find_garage >/dev/null 2>&1; then
+        say "have $(GARAGE_INSTALL=0 find_garage)"
+        return
+    fi
     say "building garage $GARAGE_VERSION into $GARAGE_CACHE (cargo install --locked; takes a while)"
     local t0=$SECONDS
     cargo install garage --locked --version "$GARAGE_VERSION" --root "$GARAGE_CACHE"
@@ -245,7 +250,7 @@ cmd_smoke() {
 }
 
 cmd=${1:-}
-[[ -n "$cmd" ]] || die "usage: $0 start|stop|kill-node N|start-node N|status|smoke|install [--dir DIR] [--base-port PORT] [--keep]"
+[[ -n "$cmd" ]] || die "usage: $0 start|stop|kill-node N|start-node N|status|smoke|install|install-if-missing [--dir DIR] [--base-port PORT] [--keep]"
 shift
 arg=""
 case "$cmd" in kill-node | start-node) arg=${1:-}; shift || true ;; esac
@@ -267,5 +272,6 @@ start-node) cmd_start_node "$arg" ;;
 status) cmd_status ;;
 smoke) cmd_smoke ;;
 install) install_garage ;;
+install-if-missing) install_garage if-missing ;;
 *) die "unknown command $cmd" ;;
 esac

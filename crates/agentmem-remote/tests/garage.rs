@@ -28,10 +28,14 @@ fn garage_bin() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     on_path.or_else(|| {
+        // Where scripts/garage-cluster.sh installs it.
         let cache = std::env::var_os("GARAGE_CACHE")
             .map(PathBuf::from)
             .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/agentmem/garage"))
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .map(|c| c.join("agentmem/garage"))
             })?;
         Some(cache.join("bin/garage")).filter(|p| p.is_file())
     })
