@@ -26,6 +26,7 @@ GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
 GARAGE_CACHE="${GARAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentmem/garage}"
 DIR="${GARAGE_CLUSTER_DIR:-${TMPDIR:-/tmp}/agentmem-garage-$(id -u)}"
 BASE_PORT="${GARAGE_BASE_PORT:-39100}"
+BASE_PORT_SET=0
 KEEP=0
 NODES=3
 BUCKET=agentmem
@@ -113,13 +114,17 @@ launch_node() {
     fi
     RUST_LOG="${GARAGE_LOG:-garage=warn}" "$GARAGE" -c "$d/garage.toml" server >>"$d/log" 2>&1 &
     echo $! >"$d/pid"
+    # `garage node id` reads the key on disk; the server is up when its
+    # RPC and S3 ports accept connections.
     local t=0
-    until gcli "$n" node id -q >/dev/null 2>&1; do
+    until port_open "$(rpc_port "$n")" && port_open "$(s3_port "$n")"; do
         node_pid "$n" >/dev/null || die "node $n exited at start; see $d/log"
-        ((t++ < 150)) || die "node $n did not answer within 30 s; see $d/log"
+        ((t++ < 150)) || die "node $n did not listen within 30 s; see $d/log"
         sleep 0.2
     done
 }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_healthy() {
     local t=0
@@ -137,13 +142,14 @@ cmd_start() {
     fi
     for n in $(seq 1 $NODES); do
         for p in $(s3_port "$n") $(rpc_port "$n") $(admin_port "$n"); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            if port_open "$p"; then
                 die "port $p is taken on 127.0.0.1 (choose another --base-port)"
             fi
         done
     done
     rm -rf "$DIR"
     mkdir -p "$DIR"
+    echo "$BASE_PORT" >"$DIR/base-port"
     local secret
     secret=$(hexrand 32)
     say "$("$GARAGE" --version 2>/dev/null | head -1) in $DIR, ports $BASE_PORT+"
@@ -257,11 +263,15 @@ case "$cmd" in kill-node | start-node) arg=${1:-}; shift || true ;; esac
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --dir) DIR=$2; shift 2 ;;
-    --base-port) BASE_PORT=$2; shift 2 ;;
+    --base-port) BASE_PORT=$2; BASE_PORT_SET=1; shift 2 ;;
     --keep) KEEP=1; shift ;;
     *) die "unknown argument $1" ;;
     esac
 done
+# Later commands use the ports the cluster was started with.
+if [[ "$cmd" != start && $BASE_PORT_SET == 0 && -f "$DIR/base-port" ]]; then
+    BASE_PORT=$(cat "$DIR/base-port")
+fi
 if [[ -n "$arg" ]] && ! [[ "$arg" =~ ^[1-3]$ ]]; then die "node number must be 1..3, not '$arg'"; fi
 
 case "$cmd" in

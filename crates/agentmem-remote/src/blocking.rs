@@ -95,6 +95,18 @@ impl BlockingRemote {
         self.run(async move { c.get(&id).await })
     }
 
+    /// See [`RemoteStore::put_dictionary`].
+    pub fn put_dictionary(&self, raw: &[u8]) -> Result<([u8; 32], PutOutcome)> {
+        let (c, raw) = (self.client.clone(), raw.to_vec());
+        self.run(async move { c.put_dictionary(&raw).await })
+    }
+
+    /// See [`RemoteStore::get_dictionary`].
+    pub fn get_dictionary(&self, hash: &[u8; 32]) -> Result<bytes::Bytes> {
+        let (c, hash) = (self.client.clone(), *hash);
+        self.run(async move { c.get_dictionary(&hash).await })
+    }
+
     /// See [`RemoteStore::contains`].
     pub fn contains(&self, id: &[u8; 32]) -> Result<bool> {
         let (c, id) = (self.client.clone(), *id);

@@ -109,17 +109,71 @@ impl RemoteStore {
     /// id both upload the same bytes, which is harmless.
     pub async fn put(&self, record: &RemoteRecord) -> Result<PutOutcome> {
         let key = self.unit_key(&record.id);
+        self.put_object(&key, &record.id, record.encoding, &record.bytes)
+            .await
+    }
+
+    async fn put_object(
+        &self,
+        key: &Path,
+        id: &[u8; 32],
+        encoding: u32,
+        body: &[u8],
+    ) -> Result<PutOutcome> {
         let started = Instant::now();
-        if self.check_existing(&key, &record.id).await? {
+        if self.check_existing(key, id).await? {
             return Ok(PutOutcome::AlreadyPresent);
         }
-        let object = object::encode(&record.id, record.encoding, &record.bytes);
+        let object = object::encode(id, encoding, body);
         self.inner
             .store
-            .put(&key, PutPayload::from_bytes(object))
+            .put(key, PutPayload::from_bytes(object))
             .await
-            .map_err(|e| classify(Operation::Put, &key, started, e))?;
+            .map_err(|e| classify(Operation::Put, key, started, e))?;
         Ok(PutOutcome::Uploaded)
+    }
+
+    /// The object key of the dictionary whose BLAKE3 is `hash`.
+    pub fn dictionary_key(&self, hash: &[u8; 32]) -> Path {
+        let hex = object::hex(hash);
+        if self.inner.prefix.is_empty() {
+            Path::from(format!("dicts/{hex}"))
+        } else {
+            Path::from(format!("{}/dicts/{hex}", self.inner.prefix))
+        }
+    }
+
+    /// Upload a compression dictionary unless it is there; it is named by
+    /// the BLAKE3 of its bytes (returned), so that a host that fetched a
+    /// frame from T3 can fetch the dictionary it needs whatever version
+    /// number its own store gives it.
+    pub async fn put_dictionary(&self, raw: &[u8]) -> Result<([u8; 32], PutOutcome)> {
+        let hash = *blake3::hash(raw).as_bytes();
+        let outcome = self
+            .put_object(&self.dictionary_key(&hash), &hash, 0, raw)
+            .await?;
+        Ok((hash, outcome))
+    }
+
+    /// Download a dictionary by the BLAKE3 of its bytes; checked whole
+    /// (its name is its checksum).
+    pub async fn get_dictionary(&self, hash: &[u8; 32]) -> Result<bytes::Bytes> {
+        let key = self.dictionary_key(hash);
+        let (_, body) = self.get_object(&key, hash).await?;
+        Ok(body)
+    }
+
+    async fn get_object(
+        &self,
+        key: &Path,
+        id: &[u8; 32],
+    ) -> Result<(object::Header, bytes::Bytes)> {
+        let started = Instant::now();
+        let fetched = async { self.inner.store.get(key).await?.bytes().await };
+        let object = fetched
+            .await
+            .map_err(|e| classify(Operation::Get, key, started, e))?;
+        object::decode(object, id).map_err(|i| invalid(key, i))
     }
 
     /// Whether an object is there, checking its header when it is.
@@ -149,13 +203,7 @@ impl RemoteStore {
     /// [`RemoteError::Corrupt`] or [`RemoteError::Foreign`] when the object
     /// is not whole or not agentmem's. Never returns unchecked bytes.
     pub async fn get(&self, id: &[u8; 32]) -> Result<RemoteRecord> {
-        let key = self.unit_key(id);
-        let started = Instant::now();
-        let fetched = async { self.inner.store.get(&key).await?.bytes().await };
-        let object = fetched
-            .await
-            .map_err(|e| classify(Operation::Get, &key, started, e))?;
-        let (header, body) = object::decode(object, id).map_err(|i| invalid(&key, i))?;
+        let (header, body) = self.get_object(&self.unit_key(id), id).await?;
         Ok(RemoteRecord {
             id: header.id,
             encoding: header.encoding,

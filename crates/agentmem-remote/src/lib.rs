@@ -62,8 +62,10 @@
 //!    reference the same public content), so units are never deleted from
 //!    T3 by one host's release; a separate sweep with a grace period, over
 //!    the manifests every host publishes, removes what nobody references.
-//! 7. Dictionaries a frame needs go to T3 too (`PREFIX/dicts/`), named by
-//!    their hash, so that another host can decode a frame it fetched.
+//! 7. Dictionaries a frame needs go to T3 too, named by their BLAKE3
+//!    ([`RemoteStore::put_dictionary`], under `PREFIX/dicts/`), so that
+//!    another host can decode a frame it fetched; the store will map its
+//!    own (kind, version) numbers to these hashes.
 //!
 //! ## Concurrency
 //!

@@ -180,3 +180,35 @@ fn the_blocking_facade_works_from_inside_another_runtime() {
         assert_eq!(remote.get(&r.id).unwrap(), r);
     });
 }
+
+#[tokio::test]
+async fn dictionaries_are_named_by_their_hash() {
+    let (s, mem) = store();
+    let raw = b"\x37\xa4\x30\xec a zstd dictionary".to_vec();
+    let (hash, first) = s.put_dictionary(&raw).await.unwrap();
+    assert_eq!(hash, *blake3::hash(&raw).as_bytes());
+    assert_eq!(first, PutOutcome::Uploaded);
+    assert_eq!(
+        s.put_dictionary(&raw).await.unwrap().1,
+        PutOutcome::AlreadyPresent
+    );
+    assert_eq!(&s.get_dictionary(&hash).await.unwrap()[..], &raw[..]);
+    assert!(s
+        .dictionary_key(&hash)
+        .as_ref()
+        .starts_with("agentmem/dicts/"));
+    // A damaged dictionary is refused, not returned.
+    let key = s.dictionary_key(&hash);
+    let mut bad = mem.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    mem.put(&key, PutPayload::from(bad)).await.unwrap();
+    assert!(matches!(
+        s.get_dictionary(&hash).await,
+        Err(RemoteError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        s.get_dictionary(&[0; 32]).await,
+        Err(RemoteError::NotFound { .. })
+    ));
+}
