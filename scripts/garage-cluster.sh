@@ -126,10 +126,14 @@ launch_node() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Nodes listed as healthy by node 1 (the table before any FAILED NODES one).
+healthy_count() {
+    gcli 1 status 2>/dev/null | awk '/==== FAILED/ { f = 1 } !f && /127\.0\.0\.1:/ { n++ } END { print n + 0 }'
+}
+
 wait_healthy() {
     local t=0
-    until gcli 1 status 2>/dev/null | grep -q "HEALTHY NODES" &&
-        [[ $(gcli 1 status 2>/dev/null | grep -c "127.0.0.1:") -ge $NODES ]]; do
+    until [[ $(healthy_count) -ge $NODES ]]; do
         ((t++ < 150)) || { gcli 1 status >&2 || true; die "cluster not healthy within 30 s"; }
         sleep 0.2
     done
