@@ -232,6 +232,13 @@ cmd_kill_node() {
 cmd_start_node() {
     GARAGE=$(find_garage)
     launch_node "$1"
+    # Peers find each other again on their own, but slowly after every
+    # node went down; introduce the restarted node to the running ones.
+    for m in $(seq 1 $NODES); do
+        if [[ $m != "$1" ]] && node_pid "$m" >/dev/null; then
+            gcli "$1" node connect "$(gcli "$m" node id -q 2>/dev/null)" >/dev/null 2>&1 || true
+        fi
+    done
     say "node $1 started"
 }
 
@@ -251,7 +258,10 @@ cmd_smoke() {
     source "$DIR/env"
     command -v curl >/dev/null || die "smoke needs curl"
     local url="$AGENTMEM_S3_ENDPOINT/$AGENTMEM_S3_BUCKET/smoke-$$" body
-    local auth=(--aws-sigv4 "aws:amz:$AGENTMEM_S3_REGION:s3" --user "$AGENTMEM_S3_ACCESS_KEY_ID:$AGENTMEM_S3_SECRET_ACCESS_KEY")
+    # Garage requires x-amz-content-sha256, which curl does not add itself.
+    local auth=(--aws-sigv4 "aws:amz:$AGENTMEM_S3_REGION:s3"
+        --user "$AGENTMEM_S3_ACCESS_KEY_ID:$AGENTMEM_S3_SECRET_ACCESS_KEY"
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
     curl -fsS "${auth[@]}" -X PUT --data-binary "hello from agentmem" "$url" >/dev/null
     body=$(curl -fsS "${auth[@]}" "$url")
     curl -fsS "${auth[@]}" -X DELETE "$url" >/dev/null
