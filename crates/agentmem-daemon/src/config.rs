@@ -104,6 +104,15 @@ pub struct Config {
     pub max_frame: u32,
     /// Connections served at once; more are refused. Default: 4096.
     pub max_connections: usize,
+    /// Bytes of answers one connection may have encoded and not yet
+    /// written before the daemon stops reading its requests (a client
+    /// that pipelines and never reads holds no more of the daemon's
+    /// memory than this). Default: 32 MiB (two maximum frames).
+    pub max_unsent_per_connection: Size,
+    /// Bytes of answers all connections together may have unsent; past
+    /// it, every connection with unsent answers writes them before it
+    /// reads more requests. Default: 1 GiB.
+    pub max_unsent_total: Size,
     /// Seconds a disconnected agent's units are kept so the agent can
     /// reconnect and resume; then they are released. Default: 300.
     pub grace_secs: f64,
@@ -158,6 +167,8 @@ impl Default for Config {
             socket_mode: "0666".into(),
             max_frame: agentmem_proto::DEFAULT_MAX_FRAME,
             max_connections: 4096,
+            max_unsent_per_connection: Size(2 * agentmem_proto::DEFAULT_MAX_FRAME as u64),
+            max_unsent_total: Size(1 << 30),
             grace_secs: 300.0,
             share_threshold: Size(16 * 1024),
             segment_cache: Size(256 << 20),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentmem_proto::{
-    decode_hello, decode_request, encode_frame, split_frame, ErrorCode, ErrorReply, HandshakeReply,
-    ProtoError, Response, ServerFrame, Welcome, CONNECTION_ID, MIN_MAX_FRAME, VERSION,
+    decode_hello, decode_request, encode_bulk_frame, encode_frame, split_frame, BulkRef, ErrorCode,
+    ErrorReply, HandshakeReply, ProtoError, Response, ServerFrame, Welcome, CONNECTION_ID,
+    MIN_MAX_FRAME, VERSION,
 };
 use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
@@ -408,8 +409,155 @@ async fn send_with_fd(
     stream.write_all(&frame[sent..]).await
 }
 
+/// Pieces smaller than this are copied together before writing, so that
+/// an answer of many small messages is not one write per message.
+const COALESCE: usize = 16 * 1024;
+
+/// Answers encoded and not yet written: pieces in order. Large pieces are
+/// the store's own buffers (shared, not copied); small ones are gathered
+/// into one. Its bytes count toward the daemon-wide figure in
+/// `Metrics::unsent_bytes`, so a connection can see when the daemon as a
+/// whole holds too much unsent.
+struct Outbox<'a> {
+    pieces: std::collections::VecDeque<bytes::Bytes>,
+    small: bytes::BytesMut,
+    bytes: usize,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(metrics: &'a crate::metrics::Metrics) -> Self {
+        Outbox {
+            pieces: Default::default(),
+            small: bytes::BytesMut::new(),
+            bytes: 0,
+            metrics,
+        }
+    }
+
+    fn push(&mut self, piece: bytes::Bytes) {
+        self.count(piece.len());
+        if piece.len() < COALESCE {
+            self.small.extend_from_slice(&piece);
+        } else {
+            self.seal_small();
+            self.pieces.push_back(piece);
+        }
+    }
+
+    fn push_vec(&mut self, v: Vec<u8>) {
+        if v.len() < COALESCE {
+            self.count(v.len());
+            self.small.extend_from_slice(&v);
+        } else {
+            self.push(v.into());
+        }
+    }
+
+    fn count(&mut self, n: usize) {
+        self.bytes += n;
+        let now = self.metrics.unsent_bytes.fetch_add(n as u64, Relaxed) + n as u64;
+        self.metrics.unsent_peak.fetch_max(now, Relaxed);
+    }
+
+    fn seal_small(&mut self) {
+        if !self.small.is_empty() {
+            let b = self.small.split().freeze();
+            self.pieces.push_back(b);
+        }
+    }
+
+    /// Write everything, piece by piece; each written piece is forgotten
+    /// at once, so a slow reader holds only what it has not read yet.
+    async fn flush(&mut self, stream: &mut UnixStream) -> io::Result<()> {
+        self.seal_small();
+        while let Some(p) = self.pieces.front() {
+            stream.write_all(p).await?;
+            let n = p.len();
+            self.pieces.pop_front();
+            self.bytes -= n;
+            self.metrics.unsent_bytes.fetch_sub(n as u64, Relaxed);
+        }
+        self.small = bytes::BytesMut::new();
+        Ok(())
+    }
+}
+
+impl Drop for Outbox<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .unsent_bytes
+            .fetch_sub(self.bytes as u64, Relaxed);
+    }
+}
+
+/// Encode one answer into `out`; a segment's frame is written at once
+/// with its descriptor (after what came before it).
+async fn encode_answer(
+    stream: &mut UnixStream,
+    out: &mut Outbox<'_>,
+    id: u64,
+    answer: crate::service::Answer,
+    max_frame: u32,
+) -> Result<(), Close> {
+    use crate::service::Body;
+    let encoded = match &answer.body {
+        Body::Response(r) => {
+            let mut v = Vec::new();
+            encode_frame(
+                "response",
+                &ServerFrame {
+                    id,
+                    response: r.clone(),
+                },
+                max_frame,
+                &mut v,
+            )
+            .map(|()| vec![bytes::Bytes::from(v)])
+        }
+        Body::Data(d) => encode_bulk_frame(id, BulkRef::Data(d), max_frame),
+        Body::Messages(m) => encode_bulk_frame(id, BulkRef::Messages(m), max_frame),
+    };
+    let pieces = match encoded {
+        Ok(p) => p,
+        Err(e) => {
+            let f = ServerFrame {
+                id,
+                response: Response::Error(ErrorReply {
+                    code: ErrorCode::InvalidInput,
+                    message: format!(
+                        "{e}: ask for less (fewer messages, or a larger max_frame in the hello)"
+                    ),
+                }),
+            };
+            let mut v = Vec::new();
+            encode_frame("response", &f, max_frame, &mut v).map_err(Close::Proto)?;
+            out.push_vec(v);
+            return Ok(());
+        }
+    };
+    if let Some(seg) = answer.segment {
+        // The descriptor must ride on this frame's first byte: flush what
+        // came before, then send this frame with it.
+        out.flush(stream).await.map_err(Close::Io)?;
+        let frame = pieces.concat();
+        send_with_fd(stream, &frame, seg.fd())
+            .await
+            .map_err(Close::Io)?;
+        return Ok(());
+    }
+    for p in pieces {
+        out.push(p);
+    }
+    Ok(())
+}
+
 /// The request loop: decode every complete frame, answer each in order,
-/// write the answers in one go, read more.
+/// write the answers, read more. Reading stops while the answers not yet
+/// written pass the connection's limit (`max_unsent_per_connection`) or
+/// the daemon's (`max_unsent_total`): a client that never reads its
+/// answers is left holding at most about that much of the daemon's
+/// memory, however many requests it sends.
 async fn serve(
     svc: &Service,
     stream: &mut UnixStream,
@@ -418,13 +566,24 @@ async fn serve(
     max_frame: u32,
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
-    let mut out = Vec::new();
+    let mut out = Outbox::new(&svc.metrics);
+    // Room for one more answer of up to max_frame under the limit.
+    let per_conn =
+        (svc.cfg.max_unsent_per_connection.0 as usize).saturating_sub(max_frame as usize);
+    let total = svc.cfg.max_unsent_total.0;
     loop {
         loop {
+            if out.bytes > 0
+                && (out.bytes > per_conn || svc.metrics.unsent_bytes.load(Relaxed) > total)
+            {
+                if let Err(e) = out.flush(stream).await {
+                    return Close::Io(e);
+                }
+            }
             let (payload, used) = match split_frame(&inbox.buf[inbox.start..], max_frame) {
                 Ok(Some((p, used))) => (p, used),
                 Ok(None) => break,
-                Err(e) => return protocol_error(svc, stream, &mut out, CONNECTION_ID, e).await,
+                Err(e) => return protocol_error(svc, stream, CONNECTION_ID, e).await,
             };
             let frame = match decode_request(payload) {
                 Ok(f) => f,
@@ -433,61 +592,21 @@ async fn serve(
                         ProtoError::UnknownRequest { id, .. } => id,
                         _ => CONNECTION_ID,
                     };
-                    return protocol_error(svc, stream, &mut out, id, e).await;
+                    return protocol_error(svc, stream, id, e).await;
                 }
             };
             inbox.start += used;
             let answer = svc.handle(session, frame.request);
-            let start = out.len();
-            let encoded = encode_frame(
-                "response",
-                &ServerFrame {
-                    id: frame.id,
-                    response: answer.response,
-                },
-                max_frame,
-                &mut out,
-            );
-            if let Err(e) = encoded {
-                let reply = Response::Error(ErrorReply {
-                    code: ErrorCode::InvalidInput,
-                    message: format!(
-                        "{e}: ask for less (fewer messages, or a larger max_frame in the hello)"
-                    ),
-                });
-                let f = ServerFrame {
-                    id: frame.id,
-                    response: reply,
-                };
-                if let Err(e) = encode_frame("response", &f, max_frame, &mut out) {
-                    return Close::Proto(e);
-                }
-                continue;
-            }
-            if let Some(seg) = answer.segment {
-                // The descriptor must ride on this frame's first byte:
-                // flush what came before, then send this frame with it.
-                if let Err(e) = stream.write_all(&out[..start]).await {
-                    return Close::Io(e);
-                }
-                if let Err(e) = send_with_fd(stream, &out[start..], seg.fd()).await {
-                    return Close::Io(e);
-                }
-                out.clear();
+            if let Err(c) = encode_answer(stream, &mut out, frame.id, answer, max_frame).await {
+                return c;
             }
         }
-        if !out.is_empty() {
-            if let Err(e) = stream.write_all(&out).await {
-                return Close::Io(e);
-            }
-            out.clear();
+        if let Err(e) = out.flush(stream).await {
+            return Close::Io(e);
         }
         inbox.release_if_empty();
-        if out.capacity() > 0 {
-            out = Vec::new();
-        }
         if *shutdown.borrow() {
-            return goodbye(stream, &mut out).await;
+            return goodbye(stream).await;
         }
         tokio::select! {
             r = inbox.fill(stream) => match r {
@@ -495,14 +614,14 @@ async fn serve(
                 Ok(_) => {}
                 Err(e) => return Close::Io(e),
             },
-            _ = shutdown.changed() => return goodbye(stream, &mut out).await,
+            _ = shutdown.changed() => return goodbye(stream).await,
         }
     }
 }
 
 /// Tell an idle client the daemon is stopping.
-async fn goodbye(stream: &mut UnixStream, out: &mut Vec<u8>) -> Close {
-    out.clear();
+async fn goodbye(stream: &mut UnixStream) -> Close {
+    let out = &mut Vec::new();
     let f = ServerFrame {
         id: CONNECTION_ID,
         response: Response::Error(ErrorReply {
@@ -516,13 +635,8 @@ async fn goodbye(stream: &mut UnixStream, out: &mut Vec<u8>) -> Close {
     Close::Shutdown
 }
 
-async fn protocol_error(
-    svc: &Service,
-    stream: &mut UnixStream,
-    out: &mut Vec<u8>,
-    id: u64,
-    e: ProtoError,
-) -> Close {
+async fn protocol_error(svc: &Service, stream: &mut UnixStream, id: u64, e: ProtoError) -> Close {
+    let out = &mut Vec::new();
     svc.metrics.protocol_errors.fetch_add(1, Relaxed);
     let f = ServerFrame {
         id,

@@ -15,7 +15,6 @@ use agentmem_proto::{
     UnitReport,
 };
 use parking_lot::Mutex;
-use serde_bytes::ByteBuf;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -52,11 +51,24 @@ pub struct Session {
     pub peer: Peer,
 }
 
+/// What an answer carries: a response, or the bytes of a large one kept
+/// as the store returned them (shared, not copied) so that the server can
+/// stream them to the socket (see `agentmem_proto::encode_bulk_frame`).
+#[derive(Debug)]
+pub enum Body {
+    /// A response encoded as it is.
+    Response(Response),
+    /// A unit's bytes, sent as [`Response::Data`].
+    Data(bytes::Bytes),
+    /// Messages, sent as [`Response::Messages`].
+    Messages(Vec<bytes::Bytes>),
+}
+
 /// A response, possibly with a segment whose descriptor goes with it.
 #[derive(Debug)]
 pub struct Answer {
     /// The response.
-    pub response: Response,
+    pub body: Body,
     /// The segment for a [`Response::Segment`].
     pub segment: Option<Arc<SealedSegment>>,
 }
@@ -64,7 +76,16 @@ pub struct Answer {
 impl From<Response> for Answer {
     fn from(response: Response) -> Self {
         Answer {
-            response,
+            body: Body::Response(response),
+            segment: None,
+        }
+    }
+}
+
+impl From<Body> for Answer {
+    fn from(body: Body) -> Self {
+        Answer {
+            body,
             segment: None,
         }
     }
@@ -388,7 +409,7 @@ impl Service {
         self.metrics.served(
             kind,
             started.elapsed(),
-            matches!(answer.response, Response::Error(_)),
+            matches!(answer.body, Body::Response(Response::Error(_))),
         );
         answer
     }
@@ -418,6 +439,12 @@ impl Service {
             }
         };
         let unit = |id: &[u8; 32]| ContentId::from_bytes(*id);
+        let read = |r: agentmem_core::Result<Vec<bytes::Bytes>>| -> Answer {
+            match r {
+                Ok(m) => Body::Messages(m).into(),
+                Err(e) => store_err(agent, None, e).into(),
+            }
+        };
         let r = match request {
             Request::Ping | Request::Stats => unreachable!("answered above"),
             Request::Put {
@@ -500,27 +527,24 @@ impl Service {
                 conversation,
                 start,
                 end,
-            } => match own_conv(conversation) {
-                Ok(c) => s
-                    .read_messages(c, start..end)
-                    .map(messages)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
-                Err(r) => r,
-            },
-            Request::ReadLast { conversation, n } => match own_conv(conversation) {
-                Ok(c) => s
-                    .read_last(c, n)
-                    .map(messages)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
-                Err(r) => r,
-            },
-            Request::ReadAll { conversation } => match own_conv(conversation) {
-                Ok(c) => s
-                    .read_all(c)
-                    .map(messages)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
-                Err(r) => r,
-            },
+            } => {
+                return match own_conv(conversation) {
+                    Ok(c) => read(s.read_messages(c, start..end)),
+                    Err(r) => r.into(),
+                }
+            }
+            Request::ReadLast { conversation, n } => {
+                return match own_conv(conversation) {
+                    Ok(c) => read(s.read_last(c, n)),
+                    Err(r) => r.into(),
+                }
+            }
+            Request::ReadAll { conversation } => {
+                return match own_conv(conversation) {
+                    Ok(c) => read(s.read_all(c)),
+                    Err(r) => r.into(),
+                }
+            }
             Request::ConversationLen { conversation } => match own_conv(conversation) {
                 Ok(c) => s
                     .conversation_len(c)
@@ -581,7 +605,7 @@ impl Service {
                                 .segments_sent
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             return Answer {
-                                response: Response::Segment { len: seg.len() },
+                                body: Body::Response(Response::Segment { len: seg.len() }),
                                 segment: Some(seg),
                             };
                         }
@@ -594,7 +618,7 @@ impl Service {
                 }
             }
         }
-        Response::Data(ByteBuf::from(data.to_vec())).into()
+        Body::Data(data).into()
     }
 
     /// Agents with a connection now.
@@ -692,8 +716,4 @@ impl Service {
             recovery: self.store.open_report(),
         })
     }
-}
-
-fn messages(m: Vec<bytes::Bytes>) -> Response {
-    Response::Messages(m.into_iter().map(|b| ByteBuf::from(b.to_vec())).collect())
 }
