@@ -113,6 +113,33 @@ pub struct Config {
     /// it, every connection with unsent answers writes them before it
     /// reads more requests. Default: 1 GiB.
     pub max_unsent_total: Size,
+    /// Connections one tenant may hold past their handshake; more are
+    /// refused with `LimitReached`, so one tenant cannot take every
+    /// connection. Default: 256.
+    pub max_connections_per_tenant: usize,
+    /// Connections from one uid that have not finished their handshake
+    /// yet (the tenant is not known before the hello); more are refused
+    /// at once. Default: 64.
+    pub max_handshaking_per_uid: usize,
+    /// Agents one tenant may have registered (connected or in their grace
+    /// time). Default: 1024.
+    pub max_agents_per_tenant: usize,
+    /// Stored bytes (after dedup and compression, shared units charged
+    /// proportionally) one tenant may hold; puts and appends past it are
+    /// refused with `LimitReached`. Checked against a figure refreshed
+    /// every second. 0 = no limit. Default: 0.
+    pub max_stored_bytes_per_tenant: Size,
+    /// Seconds a connection past its handshake may send nothing before it
+    /// is closed (its agent then has its grace time to reconnect). 0 =
+    /// never. Default: 3600.
+    pub idle_timeout_secs: f64,
+    /// Seconds writing an answer may make no progress (the client reads
+    /// nothing) before the connection is closed. Default: 60.
+    pub write_timeout_secs: f64,
+    /// A group id whose members (by the connecting process's primary
+    /// group, from SO_PEERCRED) see every tenant in `stats`, as root and
+    /// the daemon's own user do. Token holders never do. Default: none.
+    pub admin_gid: Option<u32>,
     /// Seconds a disconnected agent's units are kept so the agent can
     /// reconnect and resume; then they are released. Default: 300.
     pub grace_secs: f64,
@@ -169,6 +196,13 @@ impl Default for Config {
             max_connections: 4096,
             max_unsent_per_connection: Size(2 * agentmem_proto::DEFAULT_MAX_FRAME as u64),
             max_unsent_total: Size(1 << 30),
+            max_connections_per_tenant: 256,
+            max_handshaking_per_uid: 64,
+            max_agents_per_tenant: 1024,
+            max_stored_bytes_per_tenant: Size(0),
+            idle_timeout_secs: 3600.0,
+            write_timeout_secs: 60.0,
+            admin_gid: None,
             grace_secs: 300.0,
             share_threshold: Size(16 * 1024),
             segment_cache: Size(256 << 20),
@@ -237,7 +271,26 @@ impl Config {
                 self.data_dir
             );
         }
+        if !(self.idle_timeout_secs >= 0.0 && self.idle_timeout_secs.is_finite()) {
+            bail!(
+                "idle_timeout_secs = {} must be a finite number ≥ 0",
+                self.idle_timeout_secs
+            );
+        }
         for (what, v) in [
+            (
+                "max_connections_per_tenant",
+                self.max_connections_per_tenant,
+            ),
+            ("max_handshaking_per_uid", self.max_handshaking_per_uid),
+            ("max_agents_per_tenant", self.max_agents_per_tenant),
+        ] {
+            if v == 0 {
+                bail!("{what} must be at least 1");
+            }
+        }
+        for (what, v) in [
+            ("write_timeout_secs", self.write_timeout_secs),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             ("shutdown_timeout_secs", self.shutdown_timeout_secs),
         ] {

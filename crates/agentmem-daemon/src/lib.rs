@@ -35,6 +35,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 pub mod config;
+pub mod escape;
 pub mod metrics;
 mod server;
 pub mod service;

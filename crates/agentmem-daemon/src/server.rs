@@ -119,6 +119,12 @@ pub async fn accept_loop(
             });
             continue;
         }
+        let uid = peer_of(&stream).uid;
+        if let Err(reply) = svc.handshake_begin(uid) {
+            svc.metrics.refused.fetch_add(1, Relaxed);
+            tokio::spawn(refuse(stream, reply));
+            continue;
+        }
         let svc = svc.clone();
         let live = live.clone();
         let shutdown = shutdown.clone();
@@ -168,6 +174,8 @@ enum Close {
     Timeout,
     /// The daemon is stopping.
     Shutdown,
+    /// Nothing was sent for this long after the handshake.
+    Idle(Duration),
     /// The handshake was refused (bad token, agent already connected,
     /// connection limit).
     Refused(String),
@@ -257,6 +265,7 @@ async fn connection(svc: &Service, mut stream: UnixStream, shutdown: watch::Rece
     )
     .await
     .unwrap_or(Err(Close::Timeout));
+    svc.handshake_done(peer.uid);
     let (session, max_frame) = match handshake {
         Ok(x) => x,
         Err(close) => {
@@ -288,6 +297,9 @@ fn log_close(peer: &Peer, session: Option<&Session>, close: Close, when: &str) {
             "connection from {who}{agent} closed{when}: protocol error: {e}"
         ),
         Close::Refused(why) => tracing::info!("connection from {who} refused: {why}"),
+        Close::Idle(d) => {
+            tracing::info!("connection from {who}{agent} closed: idle for {d:?}")
+        }
         Close::Timeout => {
             tracing::warn!("connection from {who} closed: no hello within the handshake timeout")
         }
@@ -367,7 +379,7 @@ async fn handshake(
             "{} connected as {a} {:?} of tenant {}{}",
             who(&peer),
             session.name,
-            session.tenant,
+            crate::escape::Escaped(&session.tenant),
             if reattached { " (re-attached)" } else { "" }
         );
     }
@@ -412,6 +424,10 @@ async fn send_with_fd(
 /// Pieces smaller than this are copied together before writing, so that
 /// an answer of many small messages is not one write per message.
 const COALESCE: usize = 16 * 1024;
+
+/// Bytes written under one write timeout: a slow reader that makes
+/// progress is never cut off.
+const WRITE_STEP: usize = 256 * 1024;
 
 /// Answers encoded and not yet written: pieces in order. Large pieces are
 /// the store's own buffers (shared, not copied); small ones are gathered
@@ -469,10 +485,24 @@ impl<'a> Outbox<'a> {
 
     /// Write everything, piece by piece; each written piece is forgotten
     /// at once, so a slow reader holds only what it has not read yet.
-    async fn flush(&mut self, stream: &mut UnixStream) -> io::Result<()> {
+    async fn flush(&mut self, stream: &mut UnixStream, stall: Duration) -> io::Result<()> {
         self.seal_small();
         while let Some(p) = self.pieces.front() {
-            stream.write_all(p).await?;
+            // A client that reads nothing for `stall` is cut off, which
+            // frees what it holds.
+            for part in p.chunks(WRITE_STEP) {
+                match tokio::time::timeout(stall, stream.write_all(part)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the client read none of its answers for {stall:?} (write_timeout_secs)"
+                            ),
+                        ))
+                    }
+                }
+            }
             let n = p.len();
             self.pieces.pop_front();
             self.bytes -= n;
@@ -499,6 +529,7 @@ async fn encode_answer(
     id: u64,
     answer: crate::service::Answer,
     max_frame: u32,
+    stall: Duration,
 ) -> Result<(), Close> {
     use crate::service::Body;
     let encoded = match &answer.body {
@@ -539,7 +570,7 @@ async fn encode_answer(
     if let Some(seg) = answer.segment {
         // The descriptor must ride on this frame's first byte: flush what
         // came before, then send this frame with it.
-        out.flush(stream).await.map_err(Close::Io)?;
+        out.flush(stream, stall).await.map_err(Close::Io)?;
         let frame = pieces.concat();
         send_with_fd(stream, &frame, seg.fd())
             .await
@@ -567,6 +598,9 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
     let mut out = Outbox::new(&svc.metrics);
+    let stall = Duration::from_secs_f64(svc.cfg.write_timeout_secs);
+    let idle = (svc.cfg.idle_timeout_secs > 0.0)
+        .then(|| Duration::from_secs_f64(svc.cfg.idle_timeout_secs));
     // Room for one more answer of up to max_frame under the limit.
     let per_conn =
         (svc.cfg.max_unsent_per_connection.0 as usize).saturating_sub(max_frame as usize);
@@ -576,7 +610,7 @@ async fn serve(
             if out.bytes > 0
                 && (out.bytes > per_conn || svc.metrics.unsent_bytes.load(Relaxed) > total)
             {
-                if let Err(e) = out.flush(stream).await {
+                if let Err(e) = out.flush(stream, stall).await {
                     return Close::Io(e);
                 }
             }
@@ -597,17 +631,25 @@ async fn serve(
             };
             inbox.start += used;
             let answer = svc.handle(session, frame.request);
-            if let Err(c) = encode_answer(stream, &mut out, frame.id, answer, max_frame).await {
+            if let Err(c) =
+                encode_answer(stream, &mut out, frame.id, answer, max_frame, stall).await
+            {
                 return c;
             }
         }
-        if let Err(e) = out.flush(stream).await {
+        if let Err(e) = out.flush(stream, stall).await {
             return Close::Io(e);
         }
         inbox.release_if_empty();
         if *shutdown.borrow() {
             return goodbye(stream).await;
         }
+        let idle_for = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = inbox.fill(stream) => match r {
                 Ok(0) => return Close::Eof(inbox.pending()),
@@ -615,8 +657,27 @@ async fn serve(
                 Err(e) => return Close::Io(e),
             },
             _ = shutdown.changed() => return goodbye(stream).await,
+            _ = idle_for => return idle_close(stream, idle.unwrap_or_default()).await,
         }
     }
+}
+
+/// Close a connection that sent nothing for `idle`, saying why.
+async fn idle_close(stream: &mut UnixStream, idle: Duration) -> Close {
+    let f = ServerFrame {
+        id: CONNECTION_ID,
+        response: Response::Error(ErrorReply {
+            code: ErrorCode::LimitReached,
+            message: format!(
+                "closing this connection: it sent nothing for {idle:?} (idle_timeout_secs); reconnect to resume"
+            ),
+        }),
+    };
+    let mut out = Vec::new();
+    if encode_frame("idle", &f, MIN_MAX_FRAME, &mut out).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(&out)).await;
+    }
+    Close::Idle(idle)
 }
 
 /// Tell an idle client the daemon is stopping.
@@ -650,10 +711,17 @@ async fn protocol_error(svc: &Service, stream: &mut UnixStream, id: u64, e: Prot
 
 /// Release expired agents every so often until `shutdown` fires.
 pub async fn reaper(svc: Arc<Service>, mut shutdown: watch::Receiver<bool>) {
-    let every = Duration::from_secs_f64((svc.cfg.grace_secs / 4.0).clamp(0.05, 5.0));
+    let every = Duration::from_secs_f64((svc.cfg.grace_secs / 4.0).clamp(0.05, 1.0));
+    let mut last_usage = Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => { svc.reap(Instant::now()); }
+            _ = tokio::time::sleep(every) => {
+                svc.reap(Instant::now());
+                if last_usage.elapsed() >= Duration::from_secs(1) {
+                    svc.refresh_usage();
+                    last_usage = Instant::now();
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -17,6 +17,7 @@ use agentmem_proto::{
 use parking_lot::Mutex;
 
 use crate::config::Config;
+use crate::escape::Escaped;
 use crate::metrics::Metrics;
 use crate::sys::SealedSegment;
 
@@ -44,8 +45,9 @@ pub struct Session {
     pub name: String,
     /// The tenant.
     pub tenant: String,
-    /// Whether stats show every tenant's agents (root and the daemon's
-    /// own uid).
+    /// Whether stats show every tenant's agents and the daemon-wide
+    /// figures (root, the daemon's own uid, and the peer's primary group
+    /// being `admin_gid`).
     pub admin: bool,
     /// The peer.
     pub peer: Peer,
@@ -98,6 +100,29 @@ struct AgentSlot {
     detached_at: Option<Instant>,
 }
 
+/// What one tenant holds, against its quotas.
+#[derive(Debug, Default, Clone, Copy)]
+struct TenantUse {
+    /// Connections past their handshake.
+    connections: usize,
+    /// Agents registered (connected or within their grace time).
+    agents: usize,
+    /// Stored bytes charged to its agents, as of the last
+    /// [`Service::refresh_usage`].
+    stored_bytes: u64,
+}
+
+/// A refusal for a quota: which limit, its value, the key that sets it.
+fn limit_reached(what: &str, tenant: &str, value: impl std::fmt::Display, key: &str) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::LimitReached,
+        message: format!(
+            "tenant {} is at its limit of {value} {what} ({key} in the daemon's configuration)",
+            Escaped(tenant)
+        ),
+    }
+}
+
 /// Memfd segments by content id, oldest first out when over budget.
 #[derive(Debug, Default)]
 struct Segments {
@@ -116,6 +141,8 @@ pub struct Service {
     /// Counters.
     pub metrics: Metrics,
     agents: Mutex<HashMap<(String, String), AgentSlot>>,
+    tenants: Mutex<HashMap<String, TenantUse>>,
+    handshaking: Mutex<HashMap<u32, usize>>,
     segments: Mutex<Segments>,
     started: Instant,
     own_uid: u32,
@@ -178,6 +205,8 @@ impl Service {
             cfg,
             metrics: Metrics::default(),
             agents: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            handshaking: Mutex::new(HashMap::new()),
             segments: Mutex::new(Segments::default()),
             started: Instant::now(),
             own_uid: rustix::process::getuid().as_raw(),
@@ -205,7 +234,10 @@ impl Service {
             None => format!("uid:{}", peer.uid),
         };
         // A token holder acts as its tenant, whoever it is.
-        let admin = hello.token.is_none() && (peer.uid == 0 || peer.uid == self.own_uid);
+        let admin = hello.token.is_none()
+            && (peer.uid == 0
+                || peer.uid == self.own_uid
+                || self.cfg.admin_gid.is_some_and(|g| peer.gid == g));
         let mut session = Session {
             agent: None,
             name: hello.agent.clone(),
@@ -213,9 +245,75 @@ impl Service {
             admin,
             peer,
         };
+        // The tenant's connection slot, given back by `detach` (or below
+        // if the agent is refused).
+        {
+            let mut t = self.tenants.lock();
+            let u = t.entry(session.tenant.clone()).or_default();
+            if u.connections >= self.cfg.max_connections_per_tenant {
+                return Err(limit_reached(
+                    "connections",
+                    &session.tenant,
+                    self.cfg.max_connections_per_tenant,
+                    "max_connections_per_tenant",
+                ));
+            }
+            u.connections += 1;
+        }
         if hello.agent.is_empty() {
             return Ok((session, false));
         }
+        let r = self.attach_agent(&mut session, hello);
+        match r {
+            Ok(reattached) => Ok((session, reattached)),
+            Err(e) => {
+                self.leave(&session.tenant);
+                Err(e)
+            }
+        }
+    }
+
+    /// A connection from `uid` starts its handshake: refused if that uid
+    /// already has `max_handshaking_per_uid` connections in their
+    /// handshake. Pair with [`Service::handshake_done`].
+    pub fn handshake_begin(&self, uid: u32) -> Result<(), ErrorReply> {
+        let mut h = self.handshaking.lock();
+        let n = h.entry(uid).or_default();
+        if *n >= self.cfg.max_handshaking_per_uid {
+            return Err(ErrorReply {
+                code: ErrorCode::LimitReached,
+                message: format!(
+                    "uid {uid} is at its limit of {} connections in their handshake (max_handshaking_per_uid in the daemon's configuration)",
+                    self.cfg.max_handshaking_per_uid
+                ),
+            });
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// The handshake of a connection from `uid` ended, either way.
+    pub fn handshake_done(&self, uid: u32) {
+        let mut h = self.handshaking.lock();
+        if let Some(n) = h.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&uid);
+            }
+        }
+    }
+
+    fn leave(&self, tenant: &str) {
+        if let Some(u) = self.tenants.lock().get_mut(tenant) {
+            u.connections = u.connections.saturating_sub(1);
+        }
+    }
+
+    fn attach_agent(
+        &self,
+        session: &mut Session,
+        hello: &agentmem_proto::Hello,
+    ) -> Result<bool, ErrorReply> {
         let mut agents = self.agents.lock();
         let key = (session.tenant.clone(), hello.agent.clone());
         let mut reattached = false;
@@ -225,7 +323,7 @@ impl Service {
                     code: ErrorCode::AccessDenied,
                     message: format!(
                         "agent {:?} of tenant {} is already connected: one connection acts for one agent; pick another name",
-                        hello.agent, session.tenant
+                        hello.agent, Escaped(&session.tenant)
                     ),
                 })
             }
@@ -238,6 +336,19 @@ impl Service {
                 let _ = self.store.set_importance(slot.id, Importance(hello.importance));
             }
             None => {
+                {
+                    let mut t = self.tenants.lock();
+                    let u = t.entry(session.tenant.clone()).or_default();
+                    if u.agents >= self.cfg.max_agents_per_tenant {
+                        return Err(limit_reached(
+                            "agents",
+                            &session.tenant,
+                            self.cfg.max_agents_per_tenant,
+                            "max_agents_per_tenant",
+                        ));
+                    }
+                    u.agents += 1;
+                }
                 let id = self
                     .store
                     .register_agent(
@@ -245,9 +356,14 @@ impl Service {
                         &TenantId::new(session.tenant.clone()),
                         Importance(hello.importance),
                     )
-                    .map_err(|e| ErrorReply {
-                        code: ErrorCode::Unavailable,
-                        message: e.to_string(),
+                    .map_err(|e| {
+                        if let Some(u) = self.tenants.lock().get_mut(&session.tenant) {
+                            u.agents = u.agents.saturating_sub(1);
+                        }
+                        ErrorReply {
+                            code: ErrorCode::Unavailable,
+                            message: e.to_string(),
+                        }
                     })?;
                 agents.insert(
                     key,
@@ -260,7 +376,7 @@ impl Service {
                 session.agent = Some(id);
             }
         }
-        Ok((session, reattached))
+        Ok(reattached)
     }
 
     /// After a store was opened from its data directory: every agent of the
@@ -277,13 +393,19 @@ impl Service {
                 // Two live agents of one name: only the daemon registers,
                 // and it keeps names unique, so this is a store written by
                 // something else; keep the first, release the other now.
-                tracing::warn!("{} duplicates agent {}/{}: released", a.id, key.0, key.1);
+                tracing::warn!(
+                    "{} duplicates agent {}/{}: released",
+                    a.id,
+                    Escaped(&key.0),
+                    Escaped(&key.1)
+                );
                 let _ = self.store.release_agent(a.id);
                 continue;
             }
             if a.state != AgentState::Idle {
                 let _ = self.store.set_state(a.id, AgentState::Idle);
             }
+            self.tenants.lock().entry(key.0.clone()).or_default().agents += 1;
             agents.insert(
                 key,
                 AgentSlot {
@@ -300,6 +422,7 @@ impl Service {
     /// The connection of `session` closed: its agent goes `Idle` and is
     /// released after the grace time unless it reconnects.
     pub fn detach(&self, session: &Session) {
+        self.leave(&session.tenant);
         let Some(agent) = session.agent else { return };
         let mut agents = self.agents.lock();
         if let Some(slot) = agents.get_mut(&(session.tenant.clone(), session.name.clone())) {
@@ -308,6 +431,59 @@ impl Service {
         }
         drop(agents);
         let _ = self.store.set_state(agent, AgentState::Idle);
+    }
+
+    /// Refuse a write of `len` bytes if the tenant's stored bytes (as of
+    /// the last [`Service::refresh_usage`]) are at its quota.
+    fn check_bytes(&self, session: &Session, len: usize) -> Result<(), ErrorReply> {
+        let max = self.cfg.max_stored_bytes_per_tenant.0;
+        if max == 0 {
+            return Ok(());
+        }
+        let used = self
+            .tenants
+            .lock()
+            .get(&session.tenant)
+            .map_or(0, |u| u.stored_bytes);
+        if used.saturating_add(len as u64) > max {
+            return Err(limit_reached(
+                "stored bytes",
+                &session.tenant,
+                format!("{max} (it holds {used}; this write adds {len})"),
+                "max_stored_bytes_per_tenant",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Recompute every tenant's stored bytes from the store's accounting
+    /// (the reaper calls this every second; quotas on stored bytes are
+    /// checked against it, so a tenant may pass its quota by what it
+    /// writes between two refreshes).
+    pub fn refresh_usage(&self) {
+        if self.cfg.max_stored_bytes_per_tenant.0 == 0 {
+            return;
+        }
+        let st = self.store.stats();
+        let mut bytes: HashMap<&str, u64> = HashMap::new();
+        for a in &st.agents {
+            *bytes.entry(a.tenant.as_str()).or_default() += a.charged_bytes;
+        }
+        let mut t = self.tenants.lock();
+        for (name, u) in t.iter_mut() {
+            u.stored_bytes = bytes.get(name.as_str()).copied().unwrap_or(0);
+        }
+        for (name, b) in bytes {
+            if !t.contains_key(name) {
+                t.insert(
+                    name.to_string(),
+                    TenantUse {
+                        stored_bytes: b,
+                        ..TenantUse::default()
+                    },
+                );
+            }
+        }
     }
 
     /// Release agents detached for longer than the grace time; returns how
@@ -322,14 +498,22 @@ impl Service {
             .collect();
         for k in &expired {
             let slot = agents.remove(k).expect("listed");
+            if let Some(u) = self.tenants.lock().get_mut(&k.0) {
+                u.agents = u.agents.saturating_sub(1);
+            }
             if let Err(e) = self.store.release_agent(slot.id) {
-                tracing::warn!("releasing {} ({}/{}) failed: {e}", slot.id, k.0, k.1);
+                tracing::warn!(
+                    "releasing {} ({}/{}) failed: {e}",
+                    slot.id,
+                    Escaped(&k.0),
+                    Escaped(&k.1)
+                );
             } else {
                 tracing::info!(
                     "released {} ({}/{}) after {:.0?} disconnected",
                     slot.id,
-                    k.0,
-                    k.1,
+                    Escaped(&k.0),
+                    Escaped(&k.1),
                     grace
                 );
             }
@@ -451,10 +635,14 @@ impl Service {
                 kind,
                 visibility,
                 data,
-            } => s
-                .put(agent, kind, &data, visibility)
-                .map(|id| Response::Id(*id.as_bytes()))
-                .unwrap_or_else(|e| store_err(agent, None, e)),
+            } => {
+                if let Err(e) = self.check_bytes(session, data.len()) {
+                    return Response::Error(e).into();
+                }
+                s.put(agent, kind, &data, visibility)
+                    .map(|id| Response::Id(*id.as_bytes()))
+                    .unwrap_or_else(|e| store_err(agent, None, e))
+            }
             Request::Get { id } => return self.get(agent, &unit(&id), true),
             Request::GetInline { id } => return self.get(agent, &unit(&id), false),
             Request::Share { id, to } => {
@@ -517,10 +705,13 @@ impl Service {
                 conversation,
                 message,
             } => match own_conv(conversation) {
-                Ok(c) => s
-                    .append(c, &message)
-                    .map(Response::Index)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Ok(c) => match self.check_bytes(session, message.len()) {
+                    Err(e) => Response::Error(e),
+                    Ok(()) => s
+                        .append(c, &message)
+                        .map(Response::Index)
+                        .unwrap_or_else(|e| store_err(agent, None, e)),
+                },
                 Err(r) => r,
             },
             Request::ReadMessages {
@@ -649,13 +840,68 @@ impl Service {
         }
     }
 
-    /// The store's accounting as `session` may see it.
+    /// The store's accounting as `session` may see it. An admin (root,
+    /// the daemon's own uid, or a member of `admin_group`) sees every
+    /// tenant and the daemon-wide figures; anyone else sees its own
+    /// tenant's agents and totals summed over them, and none of the
+    /// figures that other tenants' activity moves (per-kind totals, dedup
+    /// hits, requests, segments, RAM accounting).
     pub fn stats_for(&self, session: &Session) -> StatsReport {
         use std::sync::atomic::Ordering::Relaxed;
         let st = self.store.stats();
-        let (segments, segment_bytes) = self.segment_usage();
         let connected = self.connected_set();
+        let agents: Vec<AgentReport> = st
+            .agents
+            .iter()
+            .filter(|a| session.admin || a.tenant == session.tenant)
+            .map(|a| self.agent_report(a, &connected))
+            .collect();
         let m = &self.metrics;
+        let daemon = |connections, requests, errors, protocol_errors, (segments, segment_bytes)| {
+            DaemonReport {
+                connections,
+                requests,
+                errors,
+                protocol_errors,
+                segments,
+                segment_bytes,
+                uptime_secs: self.started.elapsed().as_secs(),
+                data_dir: self.cfg.data_dir.display().to_string(),
+                recovery_secs: self
+                    .store
+                    .open_report()
+                    .map_or(0.0, |r| r.elapsed.as_secs_f64()),
+            }
+        };
+        if !session.admin {
+            let logical: u64 = agents.iter().map(|a| a.logical_bytes).sum();
+            let charged: u64 = agents.iter().map(|a| a.charged_bytes).sum();
+            let own_connections = self
+                .tenants
+                .lock()
+                .get(&session.tenant)
+                .map_or(0, |u| u.connections as u64);
+            return StatsReport {
+                kinds: Vec::new(),
+                total_allocated: charged,
+                total_deduplicated: 0,
+                compression_ratio: if charged > 0 {
+                    logical as f64 / charged as f64
+                } else {
+                    1.0
+                },
+                hot_bytes: 0,
+                warm_bytes: 0,
+                cold_bytes: 0,
+                dedup_hits: 0,
+                conversations: 0,
+                accounted_ram_bytes: 0,
+                ram_budget: st.ram_budget,
+                hot_budget: st.hot_budget,
+                agents,
+                daemon: daemon(own_connections, 0, 0, 0, (0, 0)),
+            };
+        }
         StatsReport {
             kinds: st
                 .kinds
@@ -681,26 +927,14 @@ impl Service {
             accounted_ram_bytes: st.accounted_ram_bytes,
             ram_budget: st.ram_budget,
             hot_budget: st.hot_budget,
-            agents: st
-                .agents
-                .iter()
-                .filter(|a| session.admin || a.tenant == session.tenant)
-                .map(|a| self.agent_report(a, &connected))
-                .collect(),
-            daemon: DaemonReport {
-                connections: m.connections.load(Relaxed),
-                requests: m.requests.load(Relaxed),
-                errors: m.errors.load(Relaxed),
-                protocol_errors: m.protocol_errors.load(Relaxed),
-                segments,
-                segment_bytes,
-                uptime_secs: self.started.elapsed().as_secs(),
-                data_dir: self.cfg.data_dir.display().to_string(),
-                recovery_secs: self
-                    .store
-                    .open_report()
-                    .map_or(0.0, |r| r.elapsed.as_secs_f64()),
-            },
+            agents,
+            daemon: daemon(
+                m.connections.load(Relaxed),
+                m.requests.load(Relaxed),
+                m.errors.load(Relaxed),
+                m.protocol_errors.load(Relaxed),
+                self.segment_usage(),
+            ),
         }
     }
 
