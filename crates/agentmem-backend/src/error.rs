@@ -38,11 +38,18 @@ pub enum ErrorKind {
     Protocol = 13,
     /// Anything else (a bug: please report it).
     Internal = 14,
+    /// A filesystem the store writes to is full (or the user's quota on
+    /// it): writes are refused until space returns; reads and releases
+    /// work.
+    NoSpace = 15,
+    /// A limit of agentmemd was reached (connections, agents or stored
+    /// bytes of the tenant); the message names it and its value.
+    LimitReached = 16,
 }
 
 impl ErrorKind {
     /// Every kind, in number order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidArgument,
         ErrorKind::TooLarge,
         ErrorKind::UnknownAgent,
@@ -57,6 +64,8 @@ impl ErrorKind {
         ErrorKind::Io,
         ErrorKind::Protocol,
         ErrorKind::Internal,
+        ErrorKind::NoSpace,
+        ErrorKind::LimitReached,
     ];
 
     /// The stable code string bindings attach to errors (JS `err.code`),
@@ -77,6 +86,8 @@ impl ErrorKind {
             ErrorKind::Io => "AGENTMEM_IO",
             ErrorKind::Protocol => "AGENTMEM_PROTOCOL",
             ErrorKind::Internal => "AGENTMEM_INTERNAL",
+            ErrorKind::NoSpace => "AGENTMEM_NO_SPACE",
+            ErrorKind::LimitReached => "AGENTMEM_LIMIT_REACHED",
         }
     }
 }
@@ -136,6 +147,26 @@ fn with_causes(e: &agentmem_core::Error) -> String {
     out
 }
 
+/// Whether an error comes from a full filesystem (ENOSPC, EDQUOT), found
+/// by type along its chain of causes, never by its text.
+pub fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
+                || io.kind() == std::io::ErrorKind::StorageFull
+                || io.get_ref().is_some_and(|inner| is_no_space(inner))
+            {
+                return true;
+            }
+        }
+        cur = x.source();
+    }
+    false
+}
+
 impl Error {
     /// The class of this failure.
     pub fn kind(&self) -> ErrorKind {
@@ -151,6 +182,7 @@ impl Error {
                 E::UnknownConversation(_) => ErrorKind::UnknownConversation,
                 E::OutOfRange { .. } => ErrorKind::OutOfRange,
                 E::Corrupt { .. } | E::CorruptDictionary { .. } => ErrorKind::Corrupt,
+                e if is_no_space(e) => ErrorKind::NoSpace,
                 E::Cold(_) => ErrorKind::Io,
                 _ => ErrorKind::Internal,
             },
@@ -176,5 +208,22 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
+    }
+}
+
+#[cfg(test)]
+mod no_space_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_its_own_kind_found_by_type() {
+        let full = Error::Store(agentmem_core::Error::Cold(std::io::Error::other(
+            std::io::Error::from_raw_os_error(28),
+        )));
+        assert_eq!(full.kind(), ErrorKind::NoSpace);
+        let text = Error::Store(agentmem_core::Error::Cold(std::io::Error::other(
+            "No space left on device",
+        )));
+        assert_eq!(text.kind(), ErrorKind::Io);
     }
 }

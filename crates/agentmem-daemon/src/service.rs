@@ -143,6 +143,9 @@ pub struct Service {
     agents: Mutex<HashMap<(String, String), AgentSlot>>,
     tenants: Mutex<HashMap<String, TenantUse>>,
     handshaking: Mutex<HashMap<u32, usize>>,
+    /// Whether the last write failed for a full filesystem (logged once
+    /// per change, not per refused write).
+    disk_full: std::sync::atomic::AtomicBool,
     segments: Mutex<Segments>,
     started: Instant,
     own_uid: u32,
@@ -179,6 +182,7 @@ fn no_conversation(agent: AgentId, c: ConversationId) -> Response {
 /// Map a store error to an answer; unit-existence errors become the
 /// uniform [`no_unit`].
 fn store_err(agent: AgentId, id: Option<&ContentId>, e: StoreError) -> Response {
+    // Matched by type, never by message text.
     match e {
         StoreError::UnknownUnit { .. }
         | StoreError::AccessDenied { .. }
@@ -189,12 +193,62 @@ fn store_err(agent: AgentId, id: Option<&ContentId>, e: StoreError) -> Response 
         StoreError::UnknownConversation(_) | StoreError::UnknownAgent(_) => {
             err(ErrorCode::NotFound, e.to_string())
         }
-        StoreError::EmptyUnit { .. }
-        | StoreError::UnitTooLarge { .. }
-        | StoreError::OutOfRange { .. }
-        | StoreError::Config(_) => err(ErrorCode::InvalidInput, e.to_string()),
-        other => err(ErrorCode::Store, other.to_string()),
+        StoreError::EmptyUnit { .. } | StoreError::Config(_) => {
+            err(ErrorCode::InvalidInput, e.to_string())
+        }
+        StoreError::UnitTooLarge { .. } => err(ErrorCode::TooLarge, e.to_string()),
+        StoreError::OutOfRange { .. } => err(ErrorCode::OutOfRange, e.to_string()),
+        StoreError::Corrupt { .. } | StoreError::CorruptDictionary { .. } => {
+            err(ErrorCode::Corrupt, e.to_string())
+        }
+        ref other if is_no_space(other) => err(
+            ErrorCode::NoSpace,
+            format!(
+                "the filesystem of the daemon's data directory is full ({}): writes are \
+                 refused until space returns, reads and releases keep working",
+                with_causes(other)
+            ),
+        ),
+        other => err(ErrorCode::Store, with_causes(&other)),
     }
+}
+
+/// `e: cause: cause …`, so that an answer says which file and why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Whether an error comes from a full filesystem (ENOSPC, or EDQUOT: the
+/// user's quota on it), found by type along its chain of causes, never by
+/// its text.
+pub fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    fn io_full(io: &std::io::Error) -> bool {
+        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+            .iter()
+            .any(|n| io.raw_os_error() == Some(n.raw_os_error()));
+        full || io.kind() == std::io::ErrorKind::StorageFull
+            || io.get_ref().is_some_and(|inner| is_no_space(inner))
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if io_full(io) {
+                return true;
+            }
+        }
+        cur = x.source();
+    }
+    false
 }
 
 impl Service {
@@ -207,6 +261,7 @@ impl Service {
             agents: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             handshaking: Mutex::new(HashMap::new()),
+            disk_full: std::sync::atomic::AtomicBool::new(false),
             segments: Mutex::new(Segments::default()),
             started: Instant::now(),
             own_uid: rustix::process::getuid().as_raw(),
@@ -589,7 +644,30 @@ impl Service {
     pub fn handle(&self, session: &Session, request: Request) -> Answer {
         let started = Instant::now();
         let kind = request.tag();
+        let write = matches!(request, Request::Put { .. } | Request::Append { .. });
         let answer = self.dispatch(session, request);
+        match &answer.body {
+            Body::Response(Response::Error(e))
+                if e.code == ErrorCode::NoSpace
+                    && !self
+                        .disk_full
+                        .swap(true, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::error!(
+                    "writes refused: {}; logged once until a write succeeds again",
+                    e.message
+                );
+            }
+            Body::Response(Response::Error(_)) => {}
+            _ if write
+                && self
+                    .disk_full
+                    .swap(false, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::info!("space returned: writes succeed again");
+            }
+            _ => {}
+        }
         self.metrics.served(
             kind,
             started.elapsed(),
@@ -949,5 +1027,61 @@ impl Service {
             rss: crate::sys::own_rss(),
             recovery: self.store.open_report(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Response) -> ErrorCode {
+        match r {
+            Response::Error(e) => e.code,
+            r => panic!("expected an error, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn store_errors_map_to_codes_by_type() {
+        let agent = AgentId(1);
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        // Directly, and wrapped the way a storage layer wraps it (a
+        // custom io::Error whose payload is the OS error).
+        for e in [
+            StoreError::Cold(enospc()),
+            StoreError::Cold(std::io::Error::other(enospc())),
+            StoreError::Cold(std::io::Error::from_raw_os_error(122)),
+        ] {
+            let r = store_err(agent, None, e);
+            let Response::Error(reply) = &r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(reply.code, ErrorCode::NoSpace, "{}", reply.message);
+            assert!(reply.message.contains("data directory is full"));
+        }
+        // Same text, other type: not taken for a full disk.
+        let text_only = StoreError::Cold(std::io::Error::other(
+            "No space left on device (os error 28)",
+        ));
+        assert_eq!(code(store_err(agent, None, text_only)), ErrorCode::Store);
+        let eio = StoreError::Cold(std::io::Error::from_raw_os_error(5));
+        assert_eq!(code(store_err(agent, None, eio)), ErrorCode::Store);
+        let big = StoreError::UnitTooLarge {
+            kind: Kind::Blob,
+            size: 10,
+            max: 1,
+        };
+        assert_eq!(code(store_err(agent, None, big)), ErrorCode::TooLarge);
+        let range = StoreError::OutOfRange {
+            conversation: ConversationId(1),
+            len: 0,
+            what: "message 3".into(),
+        };
+        assert_eq!(code(store_err(agent, None, range)), ErrorCode::OutOfRange);
+        let bad = StoreError::Corrupt {
+            what: "unit".into(),
+            detail: "checksum".into(),
+        };
+        assert_eq!(code(store_err(agent, None, bad)), ErrorCode::Corrupt);
     }
 }
