@@ -115,14 +115,14 @@ pub struct Config {
     pub max_unsent_total: Size,
     /// Connections one tenant may hold past their handshake; more are
     /// refused with `LimitReached`, so one tenant cannot take every
-    /// connection. Default: 256.
+    /// connection. Default: 1024 (a quarter of `max_connections`).
     pub max_connections_per_tenant: usize,
     /// Connections from one uid that have not finished their handshake
     /// yet (the tenant is not known before the hello); more are refused
-    /// at once. Default: 64.
+    /// at once. Default: 256.
     pub max_handshaking_per_uid: usize,
     /// Agents one tenant may have registered (connected or in their grace
-    /// time). Default: 1024.
+    /// time). Default: 4096.
     pub max_agents_per_tenant: usize,
     /// Stored bytes (after dedup and compression, shared units charged
     /// proportionally) one tenant may hold; puts and appends past it are
@@ -196,9 +196,9 @@ impl Default for Config {
             max_connections: 4096,
             max_unsent_per_connection: Size(2 * agentmem_proto::DEFAULT_MAX_FRAME as u64),
             max_unsent_total: Size(1 << 30),
-            max_connections_per_tenant: 256,
-            max_handshaking_per_uid: 64,
-            max_agents_per_tenant: 1024,
+            max_connections_per_tenant: 1024,
+            max_handshaking_per_uid: 256,
+            max_agents_per_tenant: 4096,
             max_stored_bytes_per_tenant: Size(0),
             idle_timeout_secs: 3600.0,
             write_timeout_secs: 60.0,

@@ -21,11 +21,14 @@
 //!
 //! ## Concurrency
 //!
-//! Store calls run on the connection's task: they take the store's mutex
-//! only for bookkeeping and return in microseconds (hot reads) to a few
-//! milliseconds (a put that compresses), so a blocking-pool hop would cost
-//! more than it saves. Agents and segments sit behind their own mutexes,
-//! never held across an await.
+//! Store calls run on the connection's task inside
+//! `tokio::task::block_in_place`: most return in microseconds, but one may
+//! compress, decompress a large conversation, read the cold tier or fsync
+//! the redo log, and while it does the worker's other connections are
+//! moved to another thread instead of waiting behind it (a blocking-pool
+//! hop per request would cost more on the fast path). So [`serve`] needs a
+//! multi-thread runtime, which [`serve_blocking`] builds. Agents, tenants
+//! and segments sit behind their own mutexes, never held across an await.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -328,7 +331,8 @@ fn open_store(
     Ok(store)
 }
 
-/// Serve until `shutdown` becomes true, then stop accepting, let each
+/// Serve until `shutdown` becomes true (on a multi-thread tokio runtime:
+/// store calls use `block_in_place`), then stop accepting, let each
 /// connection finish the requests it has read, wait for them (up to
 /// `shutdown_timeout_secs`), and remove the socket.
 pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {

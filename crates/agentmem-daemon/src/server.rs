@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agentmem_proto::{
     decode_hello, decode_request, encode_bulk_frame, encode_frame, split_frame, BulkRef, ErrorCode,
-    ErrorReply, HandshakeReply, ProtoError, Response, ServerFrame, Welcome, CONNECTION_ID,
+    ErrorReply, HandshakeReply, ProtoError, Request, Response, ServerFrame, Welcome, CONNECTION_ID,
     MIN_MAX_FRAME, VERSION,
 };
 use anyhow::{bail, Context};
@@ -630,7 +630,13 @@ async fn serve(
                 }
             };
             inbox.start += used;
-            let answer = svc.handle(session, frame.request);
+            // A store call may compress, read the cold tier or fsync the
+            // redo log: run it where blocking is allowed, so that this
+            // worker's other connections move to another thread meanwhile.
+            let answer = match frame.request {
+                request @ (Request::Ping | Request::Stats) => svc.handle(session, request),
+                request => tokio::task::block_in_place(|| svc.handle(session, request)),
+            };
             if let Err(c) =
                 encode_answer(stream, &mut out, frame.id, answer, max_frame, stall).await
             {
