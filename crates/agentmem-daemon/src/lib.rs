@@ -21,13 +21,16 @@
 //!
 //! ## Concurrency
 //!
-//! Store calls run on the connection's task inside
-//! `tokio::task::block_in_place`: most return in microseconds, but one may
-//! compress, decompress a large conversation, read the cold tier or fsync
-//! the redo log, and while it does the worker's other connections are
-//! moved to another thread instead of waiting behind it (a blocking-pool
-//! hop per request would cost more on the fast path). So [`serve`] needs a
-//! multi-thread runtime, which [`serve_blocking`] builds. Agents, tenants
+//! Store calls run on the connection's task. Those that may take long —
+//! puts and appends (compression, the redo log's fsync under `sync`),
+//! releases, conversation reads (decompressing chunks), state changes,
+//! pause and resume (demoting or prefetching an agent's units) — run inside
+//! `tokio::task::block_in_place`, so the worker's other connections move to
+//! another thread instead of waiting behind them. Point lookups (get, unit
+//! info, share) stay inline: the hand-off costs about 5 µs, as much as the
+//! whole get of a hot unit (a get of a cold unit reads one record from
+//! disk inline). So [`serve`] needs a multi-thread runtime, which
+//! [`serve_blocking`] builds. Agents, tenants
 //! and segments sit behind their own mutexes, never held across an await.
 
 use std::path::PathBuf;
