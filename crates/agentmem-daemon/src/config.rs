@@ -5,7 +5,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use crate::error::{Context, Error, Result};
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(Error::Config(format!($($t)*)))
+    };
+}
 use serde::{Deserialize, Serialize};
 
 /// A size in bytes, written as a number or a string like `"64 MiB"`.
@@ -223,21 +229,22 @@ impl Default for Config {
 
 impl Config {
     /// Read a configuration file.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in config file {}", path.display()))
+            .ctx(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text)
+            .map_err(|e| Error::Config(format!("in config file {}: {e}", path.display())))
     }
 
     /// Parse configuration text.
-    pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let cfg: Config = toml::from_str(text)?;
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Check values that parse but make no sense.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.max_frame < agentmem_proto::MIN_MAX_FRAME {
             bail!(
                 "max_frame = {} is below the protocol minimum of {}",
@@ -324,15 +331,15 @@ impl Config {
     }
 
     /// `socket_mode` as bits.
-    pub fn mode(&self) -> anyhow::Result<u32> {
+    pub fn mode(&self) -> Result<u32> {
         u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .with_context(|| {
-                format!(
+            .ok_or_else(|| {
+                Error::Config(format!(
                     "socket_mode = {:?} is not an octal permission like \"0660\"",
                     self.socket_mode
-                )
+                ))
             })
     }
 

@@ -37,10 +37,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 pub mod config;
+pub mod error;
 pub mod escape;
 pub mod metrics;
 mod server;
@@ -48,6 +48,8 @@ pub mod service;
 pub mod sys;
 
 pub use config::Config;
+use error::Context;
+pub use error::{Error, Result};
 
 /// The socket path used when none is configured:
 /// `$XDG_RUNTIME_DIR/agentmem.sock`, else `/run/agentmem/agentmem.sock`.
@@ -162,7 +164,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 impl Args {
     /// The configuration: the file's (or defaults), then the flags.
-    pub fn config(&self) -> anyhow::Result<Config> {
+    pub fn config(&self) -> Result<Config> {
         let mut c = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
@@ -199,8 +201,7 @@ impl Args {
         }
         if let Some(v) = &self.dir {
             // A relative --dir is taken from the working directory.
-            c.data_dir =
-                std::path::absolute(v).with_context(|| format!("--dir {}", v.display()))?;
+            c.data_dir = std::path::absolute(v).ctx(|| format!("--dir {}", v.display()))?;
         }
         if self.ram_only {
             c.data_dir = PathBuf::new();
@@ -220,7 +221,7 @@ impl Args {
 }
 
 /// Run the daemon from its command line until SIGTERM or SIGINT.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let cfg = args.config()?;
     if args.print_config {
         print!("{}", cfg.to_toml());
@@ -230,9 +231,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     serve_blocking(cfg)
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+fn init_logging(filter: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("invalid log filter {filter:?}"))?;
+        .map_err(|e| Error::Config(format!("invalid log filter {filter:?}: {e}")))?;
     // A second call (tests, `agentmem daemon` after other setup) keeps the
     // first subscriber.
     let _ = tracing_subscriber::fmt()
@@ -244,13 +245,13 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 }
 
 /// Build the store and a runtime, and serve until SIGTERM or SIGINT.
-pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
+pub fn serve_blocking(cfg: Config) -> Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if cfg.workers > 0 {
         rt.worker_threads(cfg.workers);
     }
-    let rt = rt.build().context("starting the tokio runtime")?;
+    let rt = rt.build().ctx(|| "starting the tokio runtime".into())?;
     rt.block_on(async {
         let (tx, rx) = watch::channel(false);
         let signals = tokio::spawn(async move {
@@ -274,14 +275,11 @@ pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
 
 /// Build the store: in RAM, or opened from `data_dir` (restoring its last
 /// checkpoint), with the recovery logged.
-fn open_store(
-    builder: agentmem_core::StoreBuilder,
-    cfg: &Config,
-) -> anyhow::Result<agentmem_core::Store> {
+fn open_store(builder: agentmem_core::StoreBuilder, cfg: &Config) -> Result<agentmem_core::Store> {
     let dir = &cfg.data_dir;
     if dir.as_os_str().is_empty() {
         tracing::info!("RAM only (no data_dir): nothing survives a restart");
-        return builder.build().context("building the store");
+        return builder.build().ctx(|| "building the store".into());
     }
     // Private units of every tenant live here: only the daemon's user may
     // read it (systemd's StateDirectoryMode=0700 does the same).
@@ -291,9 +289,9 @@ fn open_store(
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            .ctx(|| format!("creating the data directory {}", dir.display()))?;
         let mode = std::fs::metadata(dir)
-            .with_context(|| format!("reading the data directory {}", dir.display()))?
+            .ctx(|| format!("reading the data directory {}", dir.display()))?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
@@ -316,7 +314,7 @@ fn open_store(
         .checkpoint_every(every)
         .durability(durability)
         .open(dir)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+        .ctx(|| format!("opening the store in {}", dir.display()))?;
     match store.open_report() {
         Some(r) if r.restored => tracing::info!(
             "recovered {} in {:.1?} (cold tier {:.1?}): {} agents, {} units, {} conversations, {} orphan records deleted",
@@ -338,7 +336,7 @@ fn open_store(
 /// store calls use `block_in_place`), then stop accepting, let each
 /// connection finish the requests it has read, wait for them (up to
 /// `shutdown_timeout_secs`), and remove the socket.
-pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
     let fd_limit = sys::raise_fd_limit();
     let mut builder = agentmem_core::Store::builder().ram_budget(cfg.store.ram_budget.0);
     if let Some(h) = cfg.store.hot_budget {
@@ -364,7 +362,7 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
     if let Some(addr) = metrics_addr {
         let l = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("listening for metrics on {addr}"))?;
+            .ctx(|| format!("listening for metrics on {addr}"))?;
         let s = svc.clone();
         tasks.push(tokio::spawn(metrics::serve(
             l,
@@ -414,12 +412,13 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
                 r.deleted,
                 r.elapsed
             ),
-            Err(e) => {
-                return Err(anyhow::anyhow!(e)).with_context(|| {
-                    format!(
+            Err(source) => {
+                return Err(Error::Store {
+                    what: format!(
                         "final checkpoint of {} failed: work since the last checkpoint is lost",
                         svc.cfg.data_dir.display()
-                    )
+                    ),
+                    source,
                 })
             }
         }

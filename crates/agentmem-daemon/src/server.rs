@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::{Context, Error};
 use agentmem_proto::{
     decode_hello, decode_request, encode_bulk_frame, encode_frame, split_frame, BulkRef, ErrorCode,
     ErrorReply, HandshakeReply, ProtoError, Request, Response, ServerFrame, Welcome, CONNECTION_ID,
     MIN_MAX_FRAME, VERSION,
 };
-use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
@@ -24,28 +24,27 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Bind the socket: make its directory, refuse if a daemon already answers
 /// there, remove a stale file, set the permission bits.
-pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path, mode: u32) -> crate::error::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the socket's directory {}", dir.display()))?;
+                .ctx(|| format!("creating the socket's directory {}", dir.display()))?;
         }
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!(
+            return Err(Error::AlreadyRunning(format!(
                 "another agentmemd is already listening on {}; stop it or pick another socket (--socket)",
                 path.display()
-            );
+            )));
         }
         std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            .ctx(|| format!("removing the stale socket {}", path.display()))?;
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    let listener = UnixListener::bind(path).ctx(|| format!("listening on {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode {mode:o} on {}", path.display()))?;
+        .ctx(|| format!("setting mode {mode:o} on {}", path.display()))?;
     Ok(listener)
 }
 
