@@ -92,128 +92,143 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// `agentmemd`'s command line. Flags override the configuration file.
-#[derive(Debug, Clone, clap::Args)]
+///
+/// Each flag that sets a configuration key has that key's name (in
+/// `--kebab-case`), and is merged onto the file's configuration by name
+/// (see [`Args::config`]), so adding a flag is one field here and nothing
+/// else; the key's meaning and default live in [`Config`].
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct Args {
     /// TOML configuration file (every key optional; see docs/daemon.md or
     /// `--print-config` for the keys and their defaults).
     #[arg(long, env = "AGENTMEMD_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Unix socket to listen on [default: $XDG_RUNTIME_DIR/agentmem.sock,
     /// else /run/agentmem/agentmem.sock].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
     /// Serve Prometheus metrics on this loopback address, e.g.
     /// 127.0.0.1:9464 [default: off].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<std::net::SocketAddr>,
     /// Seconds a disconnected agent's units are kept for it to reconnect
     /// [default: 300].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_secs: Option<f64>,
     /// Largest frame payload in bytes [default: 16777216].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_frame: Option<u32>,
     /// Connections served at once [default: 4096].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Connections one tenant may hold [default: 1024].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_tenant: Option<usize>,
     /// Units at least this large are sent as shared memfd segments, e.g.
     /// "16KiB" [default: 16KiB].
     #[arg(long, value_parser = parse_size)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub share_threshold: Option<u64>,
-    /// The store's RAM budget, e.g. "1GiB" [default: 1GiB].
-    #[arg(long, value_parser = parse_size)]
-    pub ram_budget: Option<u64>,
-    /// The store's hot budget [default: a quarter of the RAM budget].
-    #[arg(long, value_parser = parse_size)]
-    pub hot_budget: Option<u64>,
+    /// The store's budgets.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Worker threads [default: one per CPU].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// Log filter: error, warn, info, debug [default: info].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// Data directory of the persistent store: opened at start, checkpointed
     /// on SIGTERM/SIGINT, locked against a second daemon [default:
     /// $STATE_DIRECTORY, else $XDG_STATE_HOME/agentmem, else
     /// /var/lib/agentmem for root, ~/.local/state/agentmem for others].
     #[arg(long, value_name = "DIR", conflicts_with = "ram_only")]
+    #[serde(skip)]
     pub dir: Option<PathBuf>,
     /// Keep everything in RAM only: nothing is written to disk and a restart
     /// starts empty (same as `data_dir = ""`).
     #[arg(long)]
+    #[serde(skip)]
     pub ram_only: bool,
     /// Seconds between background checkpoints; 0 = only at shutdown
     /// [default: 30].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_secs: Option<f64>,
     /// When an acknowledged write is durable [default: group].
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub durability: Option<config::DurabilityMode>,
     /// Milliseconds between redo-log fdatasyncs under group commit
     /// [default: 10].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_commit_ms: Option<f64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
+    #[serde(skip)]
     pub print_config: bool,
+}
+
+/// Flags for the `[store]` table.
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
+pub struct StoreArgs {
+    /// The store's RAM budget, e.g. "1GiB" [default: 1GiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_budget: Option<u64>,
+    /// The store's hot budget [default: a quarter of the RAM budget].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot_budget: Option<u64>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| format!("invalid size {s:?}: {e}"))
 }
 
+/// Lay `over`'s keys onto `base`, tables key by key.
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 impl Args {
-    /// The configuration: the file's (or defaults), then the flags.
+    /// The configuration: the file's (or defaults), then every flag given,
+    /// merged by key name, then `--dir` / `--ram-only`.
     pub fn config(&self) -> Result<Config> {
-        let mut c = match &self.config {
+        let file = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
-        if let Some(v) = &self.socket {
-            c.socket = v.clone();
-        }
-        if let Some(v) = self.metrics {
-            c.metrics = Some(v);
-        }
-        if let Some(v) = self.grace_secs {
-            c.grace_secs = v;
-        }
-        if let Some(v) = self.max_frame {
-            c.max_frame = v;
-        }
-        if let Some(v) = self.max_connections {
-            c.max_connections = v;
-        }
-        if let Some(v) = self.share_threshold {
-            c.share_threshold = config::Size(v);
-        }
-        if let Some(v) = self.ram_budget {
-            c.store.ram_budget = config::Size(v);
-        }
-        if let Some(v) = self.hot_budget {
-            c.store.hot_budget = Some(config::Size(v));
-        }
-        if let Some(v) = self.workers {
-            c.workers = v;
-        }
-        if let Some(v) = &self.log {
-            c.log = v.clone();
-        }
+        let bad = |e: &dyn std::fmt::Display| Error::Config(format!("command-line flags: {e}"));
+        let mut table = toml::Table::try_from(&file).map_err(|e| bad(&e))?;
+        overlay(
+            &mut table,
+            toml::Table::try_from(self).map_err(|e| bad(&e))?,
+        );
+        let mut c: Config = table.try_into().map_err(|e| bad(&e))?;
         if let Some(v) = &self.dir {
             // A relative --dir is taken from the working directory.
             c.data_dir = std::path::absolute(v).ctx(|| format!("--dir {}", v.display()))?;
         }
         if self.ram_only {
             c.data_dir = PathBuf::new();
-        }
-        if let Some(v) = self.checkpoint_secs {
-            c.checkpoint_secs = v;
-        }
-        if let Some(v) = self.durability {
-            c.durability = v;
-        }
-        if let Some(v) = self.group_commit_ms {
-            c.group_commit_ms = v;
         }
         c.validate()?;
         Ok(c)
@@ -430,4 +445,62 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(
         m.accepted.load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flags_override_the_file_by_key_name() {
+        let dir = std::env::temp_dir().join(format!("agentmemd-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "max_frame = 8192\ngrace_secs = 9\n[store]\nhot_budget = 4096\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "agentmemd",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-frame",
+            "65536",
+            "--ram-budget",
+            "2MiB",
+            "--durability",
+            "sync",
+            "--metrics",
+            "127.0.0.1:9464",
+            "--max-connections-per-tenant",
+            "7",
+            "--ram-only",
+        ])
+        .unwrap();
+        let c = cli.args.config().unwrap();
+        assert_eq!(c.max_frame, 65536, "a flag beats the file");
+        assert_eq!(c.grace_secs, 9.0, "the file beats the default");
+        assert_eq!(c.store.ram_budget, config::Size(2 << 20));
+        assert_eq!(
+            c.store.hot_budget,
+            Some(config::Size(4096)),
+            "[store] merges key by key"
+        );
+        assert_eq!(c.durability, config::DurabilityMode::Sync);
+        assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.max_connections_per_tenant, 7);
+        assert!(c.data_dir.as_os_str().is_empty());
+        let none = Cli::try_parse_from(["agentmemd"]).unwrap();
+        let d = none.args.config().unwrap();
+        assert_eq!(d, Config::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
