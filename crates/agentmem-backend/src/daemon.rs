@@ -56,19 +56,21 @@ enum About {
 }
 
 fn from_client(e: ClientError, about: About) -> Error {
-    let kind_of_code = |code: ErrorCode, message: &str| match code {
+    // By the daemon's code alone, never by its message text.
+    let kind_of_code = |code: ErrorCode| match code {
         ErrorCode::NotFound => match about {
             About::Conversation => ErrorKind::UnknownConversation,
             _ => ErrorKind::UnknownUnit,
         },
         ErrorCode::AccessDenied => ErrorKind::AccessDenied,
-        // The daemon gives one code for every refused argument; its
-        // sentence is the store's, which names the case.
-        ErrorCode::InvalidInput if message.contains("maximum unit size") => ErrorKind::TooLarge,
-        ErrorCode::InvalidInput if message.contains("out of range") => ErrorKind::OutOfRange,
         ErrorCode::InvalidInput => ErrorKind::InvalidArgument,
-        ErrorCode::FrameTooLarge => ErrorKind::TooLarge,
-        ErrorCode::Store => ErrorKind::Corrupt,
+        ErrorCode::TooLarge | ErrorCode::FrameTooLarge => ErrorKind::TooLarge,
+        ErrorCode::OutOfRange => ErrorKind::OutOfRange,
+        ErrorCode::Corrupt => ErrorKind::Corrupt,
+        ErrorCode::NoSpace => ErrorKind::NoSpace,
+        ErrorCode::LimitReached => ErrorKind::LimitReached,
+        // The store failed otherwise: the cold tier's I/O.
+        ErrorCode::Store => ErrorKind::Io,
         ErrorCode::Unavailable => ErrorKind::NotRunning,
         _ => ErrorKind::Protocol,
     };
@@ -95,7 +97,7 @@ fn from_client(e: ClientError, about: About) -> Error {
             let code = e.code().expect("these variants carry a code");
             let message = e.to_string();
             Error::Remote {
-                kind: kind_of_code(code, &message),
+                kind: kind_of_code(code),
                 message,
             }
         }
@@ -179,7 +181,7 @@ impl DaemonBackend {
         // Room for the request's other fields and the frame header.
         const OVERHEAD: u64 = 1024;
         let max = u64::from(client.welcome().max_frame);
-        if len as u64 + OVERHEAD > max {
+        if (len as u64).saturating_add(OVERHEAD) > max {
             return Err(Error::Remote {
                 kind: ErrorKind::TooLarge,
                 message: format!(
@@ -349,5 +351,42 @@ impl Backend for DaemonBackend {
             warm_bytes: s.warm_bytes,
             cold_bytes: s.cold_bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_errors_keep_their_kind_by_code_not_text() {
+        let remote = |code, message: &str| {
+            from_client(
+                ClientError::Remote {
+                    code,
+                    message: message.into(),
+                },
+                About::Unit,
+            )
+            .kind()
+        };
+        assert_eq!(remote(ErrorCode::TooLarge, "x"), ErrorKind::TooLarge);
+        assert_eq!(remote(ErrorCode::OutOfRange, "x"), ErrorKind::OutOfRange);
+        assert_eq!(remote(ErrorCode::Corrupt, "x"), ErrorKind::Corrupt);
+        assert_eq!(remote(ErrorCode::NoSpace, "x"), ErrorKind::NoSpace);
+        assert_eq!(
+            remote(ErrorCode::LimitReached, "x"),
+            ErrorKind::LimitReached
+        );
+        // A store failure is not reported as damage any more.
+        assert_eq!(
+            remote(ErrorCode::Store, "the cold tier failed"),
+            ErrorKind::Io
+        );
+        // Text that once steered the kind no longer does.
+        assert_eq!(
+            remote(ErrorCode::InvalidInput, "the maximum unit size is 1 bytes"),
+            ErrorKind::InvalidArgument
+        );
     }
 }

@@ -38,11 +38,18 @@ pub enum ErrorKind {
     Protocol = 13,
     /// Anything else (a bug: please report it).
     Internal = 14,
+    /// A filesystem the store writes to is full (or the user's quota on
+    /// it): writes are refused until space returns; reads and releases
+    /// work.
+    NoSpace = 15,
+    /// A limit of agentmemd was reached (connections, agents or stored
+    /// bytes of the tenant); the message names it and its value.
+    LimitReached = 16,
 }
 
 impl ErrorKind {
     /// Every kind, in number order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidArgument,
         ErrorKind::TooLarge,
         ErrorKind::UnknownAgent,
@@ -57,6 +64,8 @@ impl ErrorKind {
         ErrorKind::Io,
         ErrorKind::Protocol,
         ErrorKind::Internal,
+        ErrorKind::NoSpace,
+        ErrorKind::LimitReached,
     ];
 
     /// The stable code string bindings attach to errors (JS `err.code`),
@@ -77,6 +86,8 @@ impl ErrorKind {
             ErrorKind::Io => "AGENTMEM_IO",
             ErrorKind::Protocol => "AGENTMEM_PROTOCOL",
             ErrorKind::Internal => "AGENTMEM_INTERNAL",
+            ErrorKind::NoSpace => "AGENTMEM_NO_SPACE",
+            ErrorKind::LimitReached => "AGENTMEM_LIMIT_REACHED",
         }
     }
 }
@@ -151,6 +162,7 @@ impl Error {
                 E::UnknownConversation(_) => ErrorKind::UnknownConversation,
                 E::OutOfRange { .. } => ErrorKind::OutOfRange,
                 E::Corrupt { .. } | E::CorruptDictionary { .. } => ErrorKind::Corrupt,
+                e if e.is_no_space() => ErrorKind::NoSpace,
                 E::Cold(agentmem_core::tier::ColdError::Corrupt { .. }) => ErrorKind::Corrupt,
                 E::Cold(_) => ErrorKind::Io,
                 E::Redo(
@@ -182,5 +194,22 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
+    }
+}
+
+#[cfg(test)]
+mod no_space_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_its_own_kind_found_by_type() {
+        let full = Error::Store(agentmem_core::Error::cold(std::io::Error::other(
+            std::io::Error::from_raw_os_error(28),
+        )));
+        assert_eq!(full.kind(), ErrorKind::NoSpace);
+        let text = Error::Store(agentmem_core::Error::cold(std::io::Error::other(
+            "No space left on device",
+        )));
+        assert_eq!(text.kind(), ErrorKind::Io);
     }
 }

@@ -87,6 +87,16 @@ enum agentmem_result
    */
   AGENTMEM_INTERNAL = 14,
   /*
+   A filesystem the store writes to is full: writes are refused until
+   space returns; reads and releases work.
+   */
+  AGENTMEM_NO_SPACE = 15,
+  /*
+   A limit of agentmemd was reached (the tenant's connections, agents
+   or stored bytes); the last error message names it and its value.
+   */
+  AGENTMEM_LIMIT_REACHED = 16,
+  /*
    A required pointer argument was NULL.
    */
   AGENTMEM_NULL_POINTER = 100,

@@ -58,6 +58,8 @@ impl From<ErrorKind> for agentmem_result {
             ErrorKind::NotRunning => AGENTMEM_NOT_RUNNING,
             ErrorKind::Io => AGENTMEM_IO,
             ErrorKind::Protocol => AGENTMEM_PROTOCOL,
+            ErrorKind::NoSpace => AGENTMEM_NO_SPACE,
+            ErrorKind::LimitReached => AGENTMEM_LIMIT_REACHED,
             _ => AGENTMEM_INTERNAL,
         }
     }
@@ -137,6 +139,15 @@ pub(crate) unsafe fn c_bytes<'a>(p: *const u8, len: usize, what: &str) -> Result
         return Err(Fail::new(
             agentmem_result::AGENTMEM_NULL_POINTER,
             format!("{what} is NULL but its size is {len}"),
+        ));
+    }
+    // No object is larger than isize::MAX bytes (a slice that long is
+    // undefined behaviour): such a size is a caller's mistake, answered
+    // before anything is read or allocated.
+    if len > isize::MAX as usize {
+        return Err(Fail::new(
+            agentmem_result::AGENTMEM_TOO_LARGE,
+            format!("{what} of {len} bytes is larger than any object can be"),
         ));
     }
     // SAFETY: non-NULL and `len` readable bytes by the caller's contract.

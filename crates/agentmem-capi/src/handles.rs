@@ -6,6 +6,12 @@
 //! number is looked up, found wanting and answered with an error code —
 //! never dereferenced. This costs one short mutex-protected lookup per
 //! call, which the bindings' benchmark in docs/bindings.md measures.
+//!
+//! Every handle also carries its type in its top byte, so a value of one
+//! type passed where another is expected (an agent's handle to
+//! `agentmem_close`, a unit's to `agent_conversation_append`) is refused
+//! with `AGENTMEM_INVALID_HANDLE` naming both types, even when the index
+//! and generation would match a live entry of the other table.
 
 use agentmem_backend::{AgentId, ContentId, ConversationId, Memory};
 use parking_lot::Mutex;
@@ -17,19 +23,44 @@ pub(crate) enum Found<T> {
     Stale,
     /// Zero or never handed out.
     Never,
+    /// A live-looking handle of another type (its type's C name).
+    WrongType(&'static str),
 }
 
-/// A generational slab: `raw = generation << 32 | (index + 1)`, so zero is
-/// never a valid handle.
+/// The C type name of each handle type, by the tag in its top byte.
+const TYPE_NAMES: [&str; 5] = [
+    "(none)",
+    "agentmem_ctx",
+    "agentmem_agent",
+    "agentmem_smu",
+    "agentmem_conversation",
+];
+
+/// The C type name of the handle type tagged in `raw`, if any.
+pub(crate) fn type_name(raw: u64) -> Option<&'static str> {
+    match (raw >> TAG_SHIFT) as usize {
+        0 => None,
+        t => TYPE_NAMES.get(t).copied(),
+    }
+}
+
+const TAG_SHIFT: u32 = 56;
+const GEN_MASK: u32 = 0x00ff_ffff;
+
+/// A generational slab of one handle type: `raw = tag << 56 |
+/// generation << 32 | (index + 1)` with a 24-bit generation, so zero is
+/// never a valid handle and no two types share a value.
 #[derive(Debug)]
 pub(crate) struct Table<T> {
+    tag: u8,
     slots: Vec<(u32, Option<T>)>,
     free: Vec<u32>,
 }
 
 impl<T: Clone> Table<T> {
-    const fn new() -> Self {
+    const fn new(tag: u8) -> Self {
         Table {
+            tag,
             slots: Vec::new(),
             free: Vec::new(),
         }
@@ -39,7 +70,7 @@ impl<T: Clone> Table<T> {
         let index = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
-                slot.0 = slot.0.wrapping_add(1).max(1);
+                slot.0 = (slot.0.wrapping_add(1) & GEN_MASK).max(1);
                 slot.1 = Some(value);
                 i
             }
@@ -48,12 +79,14 @@ impl<T: Clone> Table<T> {
                 (self.slots.len() - 1) as u32
             }
         };
-        (u64::from(self.slots[index as usize].0) << 32) | (u64::from(index) + 1)
+        (u64::from(self.tag) << TAG_SHIFT)
+            | (u64::from(self.slots[index as usize].0) << 32)
+            | (u64::from(index) + 1)
     }
 
     fn slot(&self, raw: u64) -> Option<(usize, bool)> {
         let index = (raw & 0xffff_ffff) as usize;
-        let gen = (raw >> 32) as u32;
+        let gen = (raw >> 32) as u32 & GEN_MASK;
         if index == 0 || index > self.slots.len() || gen == 0 {
             return None;
         }
@@ -61,7 +94,21 @@ impl<T: Clone> Table<T> {
         Some((index - 1, *slot_gen == gen && value.is_some()))
     }
 
+    /// Another table's handle, by its tag.
+    fn foreign(&self, raw: u64) -> Option<&'static str> {
+        let tag = (raw >> TAG_SHIFT) as u8;
+        if tag == self.tag {
+            return None;
+        }
+        Some(type_name(raw).unwrap_or("(untyped value)"))
+    }
+
     pub(crate) fn get(&self, raw: u64) -> Found<T> {
+        if raw != 0 {
+            if let Some(t) = self.foreign(raw) {
+                return Found::WrongType(t);
+            }
+        }
         match self.slot(raw) {
             None => Found::Never,
             Some((_, false)) => Found::Stale,
@@ -70,6 +117,11 @@ impl<T: Clone> Table<T> {
     }
 
     pub(crate) fn remove(&mut self, raw: u64) -> Found<T> {
+        if raw != 0 {
+            if let Some(t) = self.foreign(raw) {
+                return Found::WrongType(t);
+            }
+        }
         match self.slot(raw) {
             None => Found::Never,
             Some((_, false)) => Found::Stale,
@@ -145,10 +197,10 @@ impl Registry {
 }
 
 pub(crate) static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    ctxs: Table::new(),
-    agents: Table::new(),
-    smus: Table::new(),
-    convs: Table::new(),
+    ctxs: Table::new(1),
+    agents: Table::new(2),
+    smus: Table::new(3),
+    convs: Table::new(4),
 });
 
 #[cfg(test)]
@@ -157,7 +209,7 @@ mod tests {
 
     #[test]
     fn stale_and_made_up_handles_are_refused() {
-        let mut t = Table::new();
+        let mut t = Table::new(2);
         let a = t.insert(7u8);
         assert!(matches!(t.get(a), Found::Live(7)));
         assert!(matches!(t.get(0), Found::Never));
@@ -172,5 +224,28 @@ mod tests {
         assert!(matches!(t.get(b), Found::Live(9)));
         t.retain(|v| *v != 9);
         assert_eq!(t.live(), 0);
+    }
+
+    #[test]
+    fn the_first_handles_of_each_type_differ_and_cross_type_use_is_named() {
+        let mut tables: Vec<Table<u8>> = (1..=4).map(Table::new).collect();
+        let firsts: Vec<u64> = tables.iter_mut().map(|t| t.insert(1)).collect();
+        for (i, t) in tables.iter().enumerate() {
+            for (j, &h) in firsts.iter().enumerate() {
+                match t.get(h) {
+                    Found::Live(_) => assert_eq!(i, j),
+                    Found::WrongType(name) => {
+                        assert_ne!(i, j);
+                        assert_eq!(name, TYPE_NAMES[j + 1]);
+                    }
+                    _ => panic!("table {i}, handle {j}"),
+                }
+            }
+        }
+        // An untagged value (as handles were before) is of no type.
+        assert!(matches!(
+            tables[0].get(firsts[0] & 0xffff_ffff_ffff),
+            Found::WrongType(_)
+        ));
     }
 }

@@ -75,6 +75,12 @@ pub enum agentmem_result {
     AGENTMEM_PROTOCOL = 13,
     /// Any other failure.
     AGENTMEM_INTERNAL = 14,
+    /// A filesystem the store writes to is full: writes are refused until
+    /// space returns; reads and releases work.
+    AGENTMEM_NO_SPACE = 15,
+    /// A limit of agentmemd was reached (the tenant's connections, agents
+    /// or stored bytes); the last error message names it and its value.
+    AGENTMEM_LIMIT_REACHED = 16,
     /// A required pointer argument was NULL.
     AGENTMEM_NULL_POINTER = 100,
     /// A handle that is zero, freed, of a closed context, or made up.
@@ -202,7 +208,15 @@ fn ctx_memory(ctx: agentmem_ctx) -> Result<Memory, Fail> {
             "agentmem_ctx",
             "agentmem_open_embedded or agentmem_connect",
         )),
+        Found::WrongType(t) => Err(wrong_type("agentmem_ctx", t)),
     }
+}
+
+fn wrong_type(expected: &str, got: &str) -> Fail {
+    Fail::new(
+        agentmem_result::AGENTMEM_INVALID_HANDLE,
+        format!("a {got} handle was passed where an {expected} is expected"),
+    )
 }
 
 fn invalid_handle(what: &str, from: &str) -> Fail {
@@ -228,6 +242,7 @@ fn agent_entry(agent: agentmem_agent) -> Result<(Memory, AgentEntry), Fail> {
         Found::Live(e) => e,
         Found::Stale => return Err(stale_handle("agentmem_agent", "agent_unregister")),
         Found::Never => return Err(invalid_handle("agentmem_agent", "agent_register")),
+        Found::WrongType(t) => return Err(wrong_type("agentmem_agent", t)),
     };
     Ok((memory_of(e.ctx)?, e))
 }
@@ -237,6 +252,7 @@ fn smu_entry(smu: agentmem_smu) -> Result<(Memory, SmuEntry), Fail> {
         Found::Live(e) => e,
         Found::Stale => return Err(stale_handle("agentmem_smu", "agent_free")),
         Found::Never => return Err(invalid_handle("agentmem_smu", "agent_alloc_smu")),
+        Found::WrongType(t) => return Err(wrong_type("agentmem_smu", t)),
     };
     Ok((memory_of(e.ctx)?, e))
 }
@@ -256,6 +272,7 @@ fn conv_entry(conv: agentmem_conversation) -> Result<(Memory, ConvEntry), Fail> 
                 "agent_conversation_open",
             ))
         }
+        Found::WrongType(t) => return Err(wrong_type("agentmem_conversation", t)),
     };
     Ok((memory_of(e.ctx)?, e))
 }
@@ -420,6 +437,7 @@ pub extern "C" fn agentmem_close(ctx: agentmem_ctx) -> agentmem_result {
                 ))
             }
             Found::Never => return Err(invalid_handle("agentmem_ctx", "agentmem_open_embedded")),
+            Found::WrongType(t) => return Err(wrong_type("agentmem_ctx", t)),
         };
         reg.drop_ctx(ctx.opaque);
         drop(reg);
@@ -945,6 +963,11 @@ pub extern "C" fn agentmem_result_message(result: u32) -> *const c_char {
             c"agentmemd answered something unexpected",
         ),
         (AGENTMEM_INTERNAL, c"internal error"),
+        (
+            AGENTMEM_NO_SPACE,
+            c"a filesystem the store writes to is full",
+        ),
+        (AGENTMEM_LIMIT_REACHED, c"a limit of agentmemd was reached"),
         (
             AGENTMEM_NULL_POINTER,
             c"a required pointer argument is NULL",

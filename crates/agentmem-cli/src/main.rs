@@ -75,9 +75,9 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => cmd::supervise::ps(args),
         Command::Top(args) => cmd::supervise::top(args),
         // --- end agentmem-supervisor subcommands ---
-        Command::Daemon(args) => {
-            agentmem_daemon::run(args).map(|()| std::process::ExitCode::SUCCESS)
-        }
+        Command::Daemon(args) => agentmem_daemon::run(args)
+            .map(|()| std::process::ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
         Command::Stats(args) => cmd::stats::run(args),
     };
     match result {

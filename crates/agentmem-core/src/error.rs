@@ -120,4 +120,38 @@ impl Error {
             source: e,
         })
     }
+    /// Whether this failure comes from a full filesystem (ENOSPC, or
+    /// EDQUOT: the user's quota on it): [`ColdError::DiskFull`], or an I/O
+    /// error of that kind anywhere along the chain of causes. Found by type,
+    /// never by message text.
+    ///
+    /// [`ColdError::DiskFull`]: agentmem_cold::ColdError::DiskFull
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Cold(agentmem_cold::ColdError::DiskFull { .. })) || is_no_space(self)
+    }
+}
+
+/// Whether `e` or one of its causes is an I/O error of a full filesystem
+/// (ENOSPC, EDQUOT or [`std::io::ErrorKind::StorageFull`]).
+pub fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if x.downcast_ref::<agentmem_cold::ColdError>()
+            .is_some_and(|c| matches!(c, agentmem_cold::ColdError::DiskFull { .. }))
+        {
+            return true;
+        }
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
+                || io.kind() == std::io::ErrorKind::StorageFull
+                || io.get_ref().is_some_and(|inner| is_no_space(inner))
+            {
+                return true;
+            }
+        }
+        cur = x.source();
+    }
+    false
 }

@@ -5,7 +5,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use crate::error::{Context, Error, Result};
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(Error::Config(format!($($t)*)))
+    };
+}
 use serde::{Deserialize, Serialize};
 
 /// A size in bytes, written as a number or a string like `"64 MiB"`.
@@ -104,6 +110,42 @@ pub struct Config {
     pub max_frame: u32,
     /// Connections served at once; more are refused. Default: 4096.
     pub max_connections: usize,
+    /// Bytes of answers one connection may have encoded and not yet
+    /// written before the daemon stops reading its requests (a client
+    /// that pipelines and never reads holds no more of the daemon's
+    /// memory than this). Default: 32 MiB (two maximum frames).
+    pub max_unsent_per_connection: Size,
+    /// Bytes of answers all connections together may have unsent; past
+    /// it, every connection with unsent answers writes them before it
+    /// reads more requests. Default: 1 GiB.
+    pub max_unsent_total: Size,
+    /// Connections one tenant may hold past their handshake; more are
+    /// refused with `LimitReached`, so one tenant cannot take every
+    /// connection. Default: 1024 (a quarter of `max_connections`).
+    pub max_connections_per_tenant: usize,
+    /// Connections from one uid that have not finished their handshake
+    /// yet (the tenant is not known before the hello); more are refused
+    /// at once. Default: 256.
+    pub max_handshaking_per_uid: usize,
+    /// Agents one tenant may have registered (connected or in their grace
+    /// time). Default: 4096.
+    pub max_agents_per_tenant: usize,
+    /// Stored bytes (after dedup and compression, shared units charged
+    /// proportionally) one tenant may hold; puts and appends past it are
+    /// refused with `LimitReached`. Checked against a figure refreshed
+    /// every second. 0 = no limit. Default: 0.
+    pub max_stored_bytes_per_tenant: Size,
+    /// Seconds a connection past its handshake may send nothing before it
+    /// is closed (its agent then has its grace time to reconnect). 0 =
+    /// never. Default: 3600.
+    pub idle_timeout_secs: f64,
+    /// Seconds writing an answer may make no progress (the client reads
+    /// nothing) before the connection is closed. Default: 60.
+    pub write_timeout_secs: f64,
+    /// A group id whose members (by the connecting process's primary
+    /// group, from SO_PEERCRED) see every tenant in `stats`, as root and
+    /// the daemon's own user do. Token holders never do. Default: none.
+    pub admin_gid: Option<u32>,
     /// Seconds a disconnected agent's units are kept so the agent can
     /// reconnect and resume; then they are released. Default: 300.
     pub grace_secs: f64,
@@ -158,6 +200,15 @@ impl Default for Config {
             socket_mode: "0666".into(),
             max_frame: agentmem_proto::DEFAULT_MAX_FRAME,
             max_connections: 4096,
+            max_unsent_per_connection: Size(2 * agentmem_proto::DEFAULT_MAX_FRAME as u64),
+            max_unsent_total: Size(1 << 30),
+            max_connections_per_tenant: 1024,
+            max_handshaking_per_uid: 256,
+            max_agents_per_tenant: 4096,
+            max_stored_bytes_per_tenant: Size(0),
+            idle_timeout_secs: 3600.0,
+            write_timeout_secs: 60.0,
+            admin_gid: None,
             grace_secs: 300.0,
             share_threshold: Size(16 * 1024),
             segment_cache: Size(256 << 20),
@@ -178,21 +229,22 @@ impl Default for Config {
 
 impl Config {
     /// Read a configuration file.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in config file {}", path.display()))
+            .ctx(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text)
+            .map_err(|e| Error::Config(format!("in config file {}: {e}", path.display())))
     }
 
     /// Parse configuration text.
-    pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let cfg: Config = toml::from_str(text)?;
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Check values that parse but make no sense.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.max_frame < agentmem_proto::MIN_MAX_FRAME {
             bail!(
                 "max_frame = {} is below the protocol minimum of {}",
@@ -226,7 +278,26 @@ impl Config {
                 self.data_dir
             );
         }
+        if !(self.idle_timeout_secs >= 0.0 && self.idle_timeout_secs.is_finite()) {
+            bail!(
+                "idle_timeout_secs = {} must be a finite number ≥ 0",
+                self.idle_timeout_secs
+            );
+        }
         for (what, v) in [
+            (
+                "max_connections_per_tenant",
+                self.max_connections_per_tenant,
+            ),
+            ("max_handshaking_per_uid", self.max_handshaking_per_uid),
+            ("max_agents_per_tenant", self.max_agents_per_tenant),
+        ] {
+            if v == 0 {
+                bail!("{what} must be at least 1");
+            }
+        }
+        for (what, v) in [
+            ("write_timeout_secs", self.write_timeout_secs),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             ("shutdown_timeout_secs", self.shutdown_timeout_secs),
         ] {
@@ -260,15 +331,15 @@ impl Config {
     }
 
     /// `socket_mode` as bits.
-    pub fn mode(&self) -> anyhow::Result<u32> {
+    pub fn mode(&self) -> Result<u32> {
         u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .with_context(|| {
-                format!(
+            .ok_or_else(|| {
+                Error::Config(format!(
                     "socket_mode = {:?} is not an octal permission like \"0660\"",
                     self.socket_mode
-                )
+                ))
             })
     }
 

@@ -21,26 +21,35 @@
 //!
 //! ## Concurrency
 //!
-//! Store calls run on the connection's task: they take the store's mutex
-//! only for bookkeeping and return in microseconds (hot reads) to a few
-//! milliseconds (a put that compresses), so a blocking-pool hop would cost
-//! more than it saves. Agents and segments sit behind their own mutexes,
-//! never held across an await.
+//! Store calls run on the connection's task. Those that may take long —
+//! puts and appends (compression, the redo log's fsync under `sync`),
+//! releases, conversation reads (decompressing chunks), state changes,
+//! pause and resume (demoting or prefetching an agent's units) — run inside
+//! `tokio::task::block_in_place`, so the worker's other connections move to
+//! another thread instead of waiting behind them. Point lookups (get, unit
+//! info, share) stay inline: the hand-off costs about 5 µs, as much as the
+//! whole get of a hot unit (a get of a cold unit reads one record from
+//! disk inline). So [`serve`] needs a multi-thread runtime, which
+//! [`serve_blocking`] builds. Agents, tenants
+//! and segments sit behind their own mutexes, never held across an await.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 pub mod config;
+pub mod error;
+pub mod escape;
 pub mod metrics;
 mod server;
 pub mod service;
 pub mod sys;
 
 pub use config::Config;
+use error::Context;
+pub use error::{Error, Result};
 
 /// The socket path used when none is configured:
 /// `$XDG_RUNTIME_DIR/agentmem.sock`, else `/run/agentmem/agentmem.sock`.
@@ -83,129 +92,143 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// `agentmemd`'s command line. Flags override the configuration file.
-#[derive(Debug, Clone, clap::Args)]
+///
+/// Each flag that sets a configuration key has that key's name (in
+/// `--kebab-case`), and is merged onto the file's configuration by name
+/// (see [`Args::config`]), so adding a flag is one field here and nothing
+/// else; the key's meaning and default live in [`Config`].
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct Args {
     /// TOML configuration file (every key optional; see docs/daemon.md or
     /// `--print-config` for the keys and their defaults).
     #[arg(long, env = "AGENTMEMD_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Unix socket to listen on [default: $XDG_RUNTIME_DIR/agentmem.sock,
     /// else /run/agentmem/agentmem.sock].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
     /// Serve Prometheus metrics on this loopback address, e.g.
     /// 127.0.0.1:9464 [default: off].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<std::net::SocketAddr>,
     /// Seconds a disconnected agent's units are kept for it to reconnect
     /// [default: 300].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_secs: Option<f64>,
     /// Largest frame payload in bytes [default: 16777216].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_frame: Option<u32>,
     /// Connections served at once [default: 4096].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Connections one tenant may hold [default: 1024].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_tenant: Option<usize>,
     /// Units at least this large are sent as shared memfd segments, e.g.
     /// "16KiB" [default: 16KiB].
     #[arg(long, value_parser = parse_size)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub share_threshold: Option<u64>,
-    /// The store's RAM budget, e.g. "1GiB" [default: 1GiB].
-    #[arg(long, value_parser = parse_size)]
-    pub ram_budget: Option<u64>,
-    /// The store's hot budget [default: a quarter of the RAM budget].
-    #[arg(long, value_parser = parse_size)]
-    pub hot_budget: Option<u64>,
+    /// The store's budgets.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Worker threads [default: one per CPU].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// Log filter: error, warn, info, debug [default: info].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// Data directory of the persistent store: opened at start, checkpointed
     /// on SIGTERM/SIGINT, locked against a second daemon [default:
     /// $STATE_DIRECTORY, else $XDG_STATE_HOME/agentmem, else
     /// /var/lib/agentmem for root, ~/.local/state/agentmem for others].
     #[arg(long, value_name = "DIR", conflicts_with = "ram_only")]
+    #[serde(skip)]
     pub dir: Option<PathBuf>,
     /// Keep everything in RAM only: nothing is written to disk and a restart
     /// starts empty (same as `data_dir = ""`).
     #[arg(long)]
+    #[serde(skip)]
     pub ram_only: bool,
     /// Seconds between background checkpoints; 0 = only at shutdown
     /// [default: 30].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_secs: Option<f64>,
     /// When an acknowledged write is durable [default: group].
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub durability: Option<config::DurabilityMode>,
     /// Milliseconds between redo-log fdatasyncs under group commit
     /// [default: 10].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_commit_ms: Option<f64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
+    #[serde(skip)]
     pub print_config: bool,
+}
+
+/// Flags for the `[store]` table.
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
+pub struct StoreArgs {
+    /// The store's RAM budget, e.g. "1GiB" [default: 1GiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_budget: Option<u64>,
+    /// The store's hot budget [default: a quarter of the RAM budget].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot_budget: Option<u64>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| format!("invalid size {s:?}: {e}"))
 }
 
+/// Lay `over`'s keys onto `base`, tables key by key.
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 impl Args {
-    /// The configuration: the file's (or defaults), then the flags.
-    pub fn config(&self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
+    /// The configuration: the file's (or defaults), then every flag given,
+    /// merged by key name, then `--dir` / `--ram-only`.
+    pub fn config(&self) -> Result<Config> {
+        let file = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
-        if let Some(v) = &self.socket {
-            c.socket = v.clone();
-        }
-        if let Some(v) = self.metrics {
-            c.metrics = Some(v);
-        }
-        if let Some(v) = self.grace_secs {
-            c.grace_secs = v;
-        }
-        if let Some(v) = self.max_frame {
-            c.max_frame = v;
-        }
-        if let Some(v) = self.max_connections {
-            c.max_connections = v;
-        }
-        if let Some(v) = self.share_threshold {
-            c.share_threshold = config::Size(v);
-        }
-        if let Some(v) = self.ram_budget {
-            c.store.ram_budget = config::Size(v);
-        }
-        if let Some(v) = self.hot_budget {
-            c.store.hot_budget = Some(config::Size(v));
-        }
-        if let Some(v) = self.workers {
-            c.workers = v;
-        }
-        if let Some(v) = &self.log {
-            c.log = v.clone();
-        }
+        let bad = |e: &dyn std::fmt::Display| Error::Config(format!("command-line flags: {e}"));
+        let mut table = toml::Table::try_from(&file).map_err(|e| bad(&e))?;
+        overlay(
+            &mut table,
+            toml::Table::try_from(self).map_err(|e| bad(&e))?,
+        );
+        let mut c: Config = table.try_into().map_err(|e| bad(&e))?;
         if let Some(v) = &self.dir {
             // A relative --dir is taken from the working directory.
-            c.data_dir =
-                std::path::absolute(v).with_context(|| format!("--dir {}", v.display()))?;
+            c.data_dir = std::path::absolute(v).ctx(|| format!("--dir {}", v.display()))?;
         }
         if self.ram_only {
             c.data_dir = PathBuf::new();
-        }
-        if let Some(v) = self.checkpoint_secs {
-            c.checkpoint_secs = v;
-        }
-        if let Some(v) = self.durability {
-            c.durability = v;
-        }
-        if let Some(v) = self.group_commit_ms {
-            c.group_commit_ms = v;
         }
         c.validate()?;
         Ok(c)
@@ -213,7 +236,7 @@ impl Args {
 }
 
 /// Run the daemon from its command line until SIGTERM or SIGINT.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let cfg = args.config()?;
     if args.print_config {
         print!("{}", cfg.to_toml());
@@ -223,9 +246,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     serve_blocking(cfg)
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+fn init_logging(filter: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("invalid log filter {filter:?}"))?;
+        .map_err(|e| Error::Config(format!("invalid log filter {filter:?}: {e}")))?;
     // A second call (tests, `agentmem daemon` after other setup) keeps the
     // first subscriber.
     let _ = tracing_subscriber::fmt()
@@ -237,13 +260,13 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 }
 
 /// Build the store and a runtime, and serve until SIGTERM or SIGINT.
-pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
+pub fn serve_blocking(cfg: Config) -> Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if cfg.workers > 0 {
         rt.worker_threads(cfg.workers);
     }
-    let rt = rt.build().context("starting the tokio runtime")?;
+    let rt = rt.build().ctx(|| "starting the tokio runtime".into())?;
     rt.block_on(async {
         let (tx, rx) = watch::channel(false);
         let signals = tokio::spawn(async move {
@@ -267,14 +290,11 @@ pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
 
 /// Build the store: in RAM, or opened from `data_dir` (restoring its last
 /// checkpoint), with the recovery logged.
-fn open_store(
-    builder: agentmem_core::StoreBuilder,
-    cfg: &Config,
-) -> anyhow::Result<agentmem_core::Store> {
+fn open_store(builder: agentmem_core::StoreBuilder, cfg: &Config) -> Result<agentmem_core::Store> {
     let dir = &cfg.data_dir;
     if dir.as_os_str().is_empty() {
         tracing::info!("RAM only (no data_dir): nothing survives a restart");
-        return builder.build().context("building the store");
+        return builder.build().ctx(|| "building the store".into());
     }
     // Private units of every tenant live here: only the daemon's user may
     // read it (systemd's StateDirectoryMode=0700 does the same).
@@ -284,9 +304,9 @@ fn open_store(
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            .ctx(|| format!("creating the data directory {}", dir.display()))?;
         let mode = std::fs::metadata(dir)
-            .with_context(|| format!("reading the data directory {}", dir.display()))?
+            .ctx(|| format!("reading the data directory {}", dir.display()))?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
@@ -309,7 +329,7 @@ fn open_store(
         .checkpoint_every(every)
         .durability(durability)
         .open(dir)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+        .ctx(|| format!("opening the store in {}", dir.display()))?;
     match store.open_report() {
         Some(r) if r.restored => tracing::info!(
             "recovered {} in {:.1?} (cold tier {:.1?}): {} agents, {} units, {} conversations, {} orphan records deleted",
@@ -327,10 +347,11 @@ fn open_store(
     Ok(store)
 }
 
-/// Serve until `shutdown` becomes true, then stop accepting, let each
+/// Serve until `shutdown` becomes true (on a multi-thread tokio runtime:
+/// store calls use `block_in_place`), then stop accepting, let each
 /// connection finish the requests it has read, wait for them (up to
 /// `shutdown_timeout_secs`), and remove the socket.
-pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
     let fd_limit = sys::raise_fd_limit();
     let mut builder = agentmem_core::Store::builder().ram_budget(cfg.store.ram_budget.0);
     if let Some(h) = cfg.store.hot_budget {
@@ -356,7 +377,7 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
     if let Some(addr) = metrics_addr {
         let l = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("listening for metrics on {addr}"))?;
+            .ctx(|| format!("listening for metrics on {addr}"))?;
         let s = svc.clone();
         tasks.push(tokio::spawn(metrics::serve(
             l,
@@ -406,12 +427,13 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
                 r.deleted,
                 r.elapsed
             ),
-            Err(e) => {
-                return Err(anyhow::anyhow!(e)).with_context(|| {
-                    format!(
+            Err(source) => {
+                return Err(Error::Store {
+                    what: format!(
                         "final checkpoint of {} failed: work since the last checkpoint is lost",
                         svc.cfg.data_dir.display()
-                    )
+                    ),
+                    source,
                 })
             }
         }
@@ -423,4 +445,62 @@ pub async fn serve(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::
         m.accepted.load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flags_override_the_file_by_key_name() {
+        let dir = std::env::temp_dir().join(format!("agentmemd-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "max_frame = 8192\ngrace_secs = 9\n[store]\nhot_budget = 4096\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "agentmemd",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-frame",
+            "65536",
+            "--ram-budget",
+            "2MiB",
+            "--durability",
+            "sync",
+            "--metrics",
+            "127.0.0.1:9464",
+            "--max-connections-per-tenant",
+            "7",
+            "--ram-only",
+        ])
+        .unwrap();
+        let c = cli.args.config().unwrap();
+        assert_eq!(c.max_frame, 65536, "a flag beats the file");
+        assert_eq!(c.grace_secs, 9.0, "the file beats the default");
+        assert_eq!(c.store.ram_budget, config::Size(2 << 20));
+        assert_eq!(
+            c.store.hot_budget,
+            Some(config::Size(4096)),
+            "[store] merges key by key"
+        );
+        assert_eq!(c.durability, config::DurabilityMode::Sync);
+        assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.max_connections_per_tenant, 7);
+        assert!(c.data_dir.as_os_str().is_empty());
+        let none = Cli::try_parse_from(["agentmemd"]).unwrap();
+        let d = none.args.config().unwrap();
+        assert_eq!(d, Config::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
     match agentmem_daemon::run(Cli::parse().args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("agentmemd: error: {e:#}");
+            eprintln!("agentmemd: error: {}", agentmem_daemon::error::report(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -68,6 +68,10 @@ pub struct Metrics {
     pub refused: AtomicU64,
     /// Units sent as memfd segments.
     pub segments_sent: AtomicU64,
+    /// Bytes of answers encoded and not yet written, all connections.
+    pub unsent_bytes: AtomicU64,
+    /// The most `unsent_bytes` has been since start.
+    pub unsent_peak: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -81,6 +85,8 @@ impl Default for Metrics {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             segments_sent: AtomicU64::new(0),
+            unsent_bytes: AtomicU64::new(0),
+            unsent_peak: AtomicU64::new(0),
         }
     }
 }
@@ -234,6 +240,16 @@ impl Metrics {
                 "agentmem_protocol_errors_total",
                 "Connections closed for a protocol error.",
                 &self.protocol_errors,
+            ),
+            (
+                "agentmem_unsent_answer_bytes",
+                "Bytes of answers encoded and not yet written to their clients.",
+                &self.unsent_bytes,
+            ),
+            (
+                "agentmem_unsent_answer_bytes_peak",
+                "The most bytes of answers that were ever unsent at once.",
+                &self.unsent_peak,
             ),
             (
                 "agentmem_segments_sent_total",

@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::{Context, Error};
 use agentmem_proto::{
-    decode_hello, decode_request, encode_frame, split_frame, ErrorCode, ErrorReply, HandshakeReply,
-    ProtoError, Response, ServerFrame, Welcome, CONNECTION_ID, MIN_MAX_FRAME, VERSION,
+    decode_hello, decode_request, encode_bulk_frame, encode_frame, split_frame, BulkRef, ErrorCode,
+    ErrorReply, HandshakeReply, ProtoError, Request, Response, ServerFrame, Welcome, CONNECTION_ID,
+    MIN_MAX_FRAME, VERSION,
 };
-use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
@@ -23,28 +24,27 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Bind the socket: make its directory, refuse if a daemon already answers
 /// there, remove a stale file, set the permission bits.
-pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path, mode: u32) -> crate::error::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the socket's directory {}", dir.display()))?;
+                .ctx(|| format!("creating the socket's directory {}", dir.display()))?;
         }
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!(
+            return Err(Error::AlreadyRunning(format!(
                 "another agentmemd is already listening on {}; stop it or pick another socket (--socket)",
                 path.display()
-            );
+            )));
         }
         std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            .ctx(|| format!("removing the stale socket {}", path.display()))?;
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    let listener = UnixListener::bind(path).ctx(|| format!("listening on {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode {mode:o} on {}", path.display()))?;
+        .ctx(|| format!("setting mode {mode:o} on {}", path.display()))?;
     Ok(listener)
 }
 
@@ -118,6 +118,12 @@ pub async fn accept_loop(
             });
             continue;
         }
+        let uid = peer_of(&stream).uid;
+        if let Err(reply) = svc.handshake_begin(uid) {
+            svc.metrics.refused.fetch_add(1, Relaxed);
+            tokio::spawn(refuse(stream, reply));
+            continue;
+        }
         let svc = svc.clone();
         let live = live.clone();
         let shutdown = shutdown.clone();
@@ -167,6 +173,8 @@ enum Close {
     Timeout,
     /// The daemon is stopping.
     Shutdown,
+    /// Nothing was sent for this long after the handshake.
+    Idle(Duration),
     /// The handshake was refused (bad token, agent already connected,
     /// connection limit).
     Refused(String),
@@ -256,6 +264,7 @@ async fn connection(svc: &Service, mut stream: UnixStream, shutdown: watch::Rece
     )
     .await
     .unwrap_or(Err(Close::Timeout));
+    svc.handshake_done(peer.uid);
     let (session, max_frame) = match handshake {
         Ok(x) => x,
         Err(close) => {
@@ -287,6 +296,9 @@ fn log_close(peer: &Peer, session: Option<&Session>, close: Close, when: &str) {
             "connection from {who}{agent} closed{when}: protocol error: {e}"
         ),
         Close::Refused(why) => tracing::info!("connection from {who} refused: {why}"),
+        Close::Idle(d) => {
+            tracing::info!("connection from {who}{agent} closed: idle for {d:?}")
+        }
         Close::Timeout => {
             tracing::warn!("connection from {who} closed: no hello within the handshake timeout")
         }
@@ -366,7 +378,7 @@ async fn handshake(
             "{} connected as {a} {:?} of tenant {}{}",
             who(&peer),
             session.name,
-            session.tenant,
+            crate::escape::Escaped(&session.tenant),
             if reattached { " (re-attached)" } else { "" }
         );
     }
@@ -408,8 +420,174 @@ async fn send_with_fd(
     stream.write_all(&frame[sent..]).await
 }
 
+/// Pieces smaller than this are copied together before writing, so that
+/// an answer of many small messages is not one write per message.
+const COALESCE: usize = 16 * 1024;
+
+/// Bytes written under one write timeout: a slow reader that makes
+/// progress is never cut off.
+const WRITE_STEP: usize = 256 * 1024;
+
+/// Answers encoded and not yet written: pieces in order. Large pieces are
+/// the store's own buffers (shared, not copied); small ones are gathered
+/// into one. Its bytes count toward the daemon-wide figure in
+/// `Metrics::unsent_bytes`, so a connection can see when the daemon as a
+/// whole holds too much unsent.
+struct Outbox<'a> {
+    pieces: std::collections::VecDeque<bytes::Bytes>,
+    small: bytes::BytesMut,
+    bytes: usize,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(metrics: &'a crate::metrics::Metrics) -> Self {
+        Outbox {
+            pieces: Default::default(),
+            small: bytes::BytesMut::new(),
+            bytes: 0,
+            metrics,
+        }
+    }
+
+    fn push(&mut self, piece: bytes::Bytes) {
+        self.count(piece.len());
+        if piece.len() < COALESCE {
+            self.small.extend_from_slice(&piece);
+        } else {
+            self.seal_small();
+            self.pieces.push_back(piece);
+        }
+    }
+
+    fn push_vec(&mut self, v: Vec<u8>) {
+        if v.len() < COALESCE {
+            self.count(v.len());
+            self.small.extend_from_slice(&v);
+        } else {
+            self.push(v.into());
+        }
+    }
+
+    fn count(&mut self, n: usize) {
+        self.bytes += n;
+        let now = self.metrics.unsent_bytes.fetch_add(n as u64, Relaxed) + n as u64;
+        self.metrics.unsent_peak.fetch_max(now, Relaxed);
+    }
+
+    fn seal_small(&mut self) {
+        if !self.small.is_empty() {
+            let b = self.small.split().freeze();
+            self.pieces.push_back(b);
+        }
+    }
+
+    /// Write everything, piece by piece; each written piece is forgotten
+    /// at once, so a slow reader holds only what it has not read yet.
+    async fn flush(&mut self, stream: &mut UnixStream, stall: Duration) -> io::Result<()> {
+        self.seal_small();
+        while let Some(p) = self.pieces.front() {
+            // A client that reads nothing for `stall` is cut off, which
+            // frees what it holds.
+            for part in p.chunks(WRITE_STEP) {
+                match tokio::time::timeout(stall, stream.write_all(part)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the client read none of its answers for {stall:?} (write_timeout_secs)"
+                            ),
+                        ))
+                    }
+                }
+            }
+            let n = p.len();
+            self.pieces.pop_front();
+            self.bytes -= n;
+            self.metrics.unsent_bytes.fetch_sub(n as u64, Relaxed);
+        }
+        self.small = bytes::BytesMut::new();
+        Ok(())
+    }
+}
+
+impl Drop for Outbox<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .unsent_bytes
+            .fetch_sub(self.bytes as u64, Relaxed);
+    }
+}
+
+/// Encode one answer into `out`; a segment's frame is written at once
+/// with its descriptor (after what came before it).
+async fn encode_answer(
+    stream: &mut UnixStream,
+    out: &mut Outbox<'_>,
+    id: u64,
+    answer: crate::service::Answer,
+    max_frame: u32,
+    stall: Duration,
+) -> Result<(), Close> {
+    use crate::service::Body;
+    let encoded = match &answer.body {
+        Body::Response(r) => {
+            let mut v = Vec::new();
+            encode_frame(
+                "response",
+                &ServerFrame {
+                    id,
+                    response: r.clone(),
+                },
+                max_frame,
+                &mut v,
+            )
+            .map(|()| vec![bytes::Bytes::from(v)])
+        }
+        Body::Data(d) => encode_bulk_frame(id, BulkRef::Data(d), max_frame),
+        Body::Messages(m) => encode_bulk_frame(id, BulkRef::Messages(m), max_frame),
+    };
+    let pieces = match encoded {
+        Ok(p) => p,
+        Err(e) => {
+            let f = ServerFrame {
+                id,
+                response: Response::Error(ErrorReply {
+                    code: ErrorCode::InvalidInput,
+                    message: format!(
+                        "{e}: ask for less (fewer messages, or a larger max_frame in the hello)"
+                    ),
+                }),
+            };
+            let mut v = Vec::new();
+            encode_frame("response", &f, max_frame, &mut v).map_err(Close::Proto)?;
+            out.push_vec(v);
+            return Ok(());
+        }
+    };
+    if let Some(seg) = answer.segment {
+        // The descriptor must ride on this frame's first byte: flush what
+        // came before, then send this frame with it.
+        out.flush(stream, stall).await.map_err(Close::Io)?;
+        let frame = pieces.concat();
+        send_with_fd(stream, &frame, seg.fd())
+            .await
+            .map_err(Close::Io)?;
+        return Ok(());
+    }
+    for p in pieces {
+        out.push(p);
+    }
+    Ok(())
+}
+
 /// The request loop: decode every complete frame, answer each in order,
-/// write the answers in one go, read more.
+/// write the answers, read more. Reading stops while the answers not yet
+/// written pass the connection's limit (`max_unsent_per_connection`) or
+/// the daemon's (`max_unsent_total`): a client that never reads its
+/// answers is left holding at most about that much of the daemon's
+/// memory, however many requests it sends.
 async fn serve(
     svc: &Service,
     stream: &mut UnixStream,
@@ -418,13 +596,27 @@ async fn serve(
     max_frame: u32,
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
-    let mut out = Vec::new();
+    let mut out = Outbox::new(&svc.metrics);
+    let stall = Duration::from_secs_f64(svc.cfg.write_timeout_secs);
+    let idle = (svc.cfg.idle_timeout_secs > 0.0)
+        .then(|| Duration::from_secs_f64(svc.cfg.idle_timeout_secs));
+    // Room for one more answer of up to max_frame under the limit.
+    let per_conn =
+        (svc.cfg.max_unsent_per_connection.0 as usize).saturating_sub(max_frame as usize);
+    let total = svc.cfg.max_unsent_total.0;
     loop {
         loop {
+            if out.bytes > 0
+                && (out.bytes > per_conn || svc.metrics.unsent_bytes.load(Relaxed) > total)
+            {
+                if let Err(e) = out.flush(stream, stall).await {
+                    return Close::Io(e);
+                }
+            }
             let (payload, used) = match split_frame(&inbox.buf[inbox.start..], max_frame) {
                 Ok(Some((p, used))) => (p, used),
                 Ok(None) => break,
-                Err(e) => return protocol_error(svc, stream, &mut out, CONNECTION_ID, e).await,
+                Err(e) => return protocol_error(svc, stream, CONNECTION_ID, e).await,
             };
             let frame = match decode_request(payload) {
                 Ok(f) => f,
@@ -433,76 +625,89 @@ async fn serve(
                         ProtoError::UnknownRequest { id, .. } => id,
                         _ => CONNECTION_ID,
                     };
-                    return protocol_error(svc, stream, &mut out, id, e).await;
+                    return protocol_error(svc, stream, id, e).await;
                 }
             };
             inbox.start += used;
-            let answer = svc.handle(session, frame.request);
-            let start = out.len();
-            let encoded = encode_frame(
-                "response",
-                &ServerFrame {
-                    id: frame.id,
-                    response: answer.response,
-                },
-                max_frame,
-                &mut out,
-            );
-            if let Err(e) = encoded {
-                let reply = Response::Error(ErrorReply {
-                    code: ErrorCode::InvalidInput,
-                    message: format!(
-                        "{e}: ask for less (fewer messages, or a larger max_frame in the hello)"
-                    ),
-                });
-                let f = ServerFrame {
-                    id: frame.id,
-                    response: reply,
-                };
-                if let Err(e) = encode_frame("response", &f, max_frame, &mut out) {
-                    return Close::Proto(e);
-                }
-                continue;
-            }
-            if let Some(seg) = answer.segment {
-                // The descriptor must ride on this frame's first byte:
-                // flush what came before, then send this frame with it.
-                if let Err(e) = stream.write_all(&out[..start]).await {
-                    return Close::Io(e);
-                }
-                if let Err(e) = send_with_fd(stream, &out[start..], seg.fd()).await {
-                    return Close::Io(e);
-                }
-                out.clear();
+            // A request that may compress, decompress a conversation,
+            // demote or prefetch an agent's units or fsync the redo log runs
+            // where blocking is allowed, so that this worker's other
+            // connections move to another thread meanwhile. Point lookups
+            // stay inline: the hand-off would double a 6 µs get.
+            let answer = if may_block(&frame.request) {
+                tokio::task::block_in_place(|| svc.handle(session, frame.request))
+            } else {
+                svc.handle(session, frame.request)
+            };
+            if let Err(c) =
+                encode_answer(stream, &mut out, frame.id, answer, max_frame, stall).await
+            {
+                return c;
             }
         }
-        if !out.is_empty() {
-            if let Err(e) = stream.write_all(&out).await {
-                return Close::Io(e);
-            }
-            out.clear();
+        if let Err(e) = out.flush(stream, stall).await {
+            return Close::Io(e);
         }
         inbox.release_if_empty();
-        if out.capacity() > 0 {
-            out = Vec::new();
-        }
         if *shutdown.borrow() {
-            return goodbye(stream, &mut out).await;
+            return goodbye(stream).await;
         }
+        let idle_for = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = inbox.fill(stream) => match r {
                 Ok(0) => return Close::Eof(inbox.pending()),
                 Ok(_) => {}
                 Err(e) => return Close::Io(e),
             },
-            _ = shutdown.changed() => return goodbye(stream, &mut out).await,
+            _ = shutdown.changed() => return goodbye(stream).await,
+            _ = idle_for => return idle_close(stream, idle.unwrap_or_default()).await,
         }
     }
 }
 
+/// Whether serving `r` may take long: compression, a conversation's
+/// decompression, demoting or prefetching units, or an fsync.
+fn may_block(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::Put { .. }
+            | Request::Append { .. }
+            | Request::Release { .. }
+            | Request::ReadMessages { .. }
+            | Request::ReadLast { .. }
+            | Request::ReadAll { .. }
+            | Request::SetState { .. }
+            | Request::Pause
+            | Request::Resume
+    )
+}
+
+/// Close a connection that sent nothing for `idle`, saying why.
+async fn idle_close(stream: &mut UnixStream, idle: Duration) -> Close {
+    let f = ServerFrame {
+        id: CONNECTION_ID,
+        response: Response::Error(ErrorReply {
+            code: ErrorCode::LimitReached,
+            message: format!(
+                "closing this connection: it sent nothing for {idle:?} (idle_timeout_secs); reconnect to resume"
+            ),
+        }),
+    };
+    let mut out = Vec::new();
+    if encode_frame("idle", &f, MIN_MAX_FRAME, &mut out).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(&out)).await;
+    }
+    Close::Idle(idle)
+}
+
 /// Tell an idle client the daemon is stopping.
-async fn goodbye(stream: &mut UnixStream, out: &mut Vec<u8>) -> Close {
-    out.clear();
+async fn goodbye(stream: &mut UnixStream) -> Close {
+    let out = &mut Vec::new();
     let f = ServerFrame {
         id: CONNECTION_ID,
         response: Response::Error(ErrorReply {
@@ -516,13 +721,8 @@ async fn goodbye(stream: &mut UnixStream, out: &mut Vec<u8>) -> Close {
     Close::Shutdown
 }
 
-async fn protocol_error(
-    svc: &Service,
-    stream: &mut UnixStream,
-    out: &mut Vec<u8>,
-    id: u64,
-    e: ProtoError,
-) -> Close {
+async fn protocol_error(svc: &Service, stream: &mut UnixStream, id: u64, e: ProtoError) -> Close {
+    let out = &mut Vec::new();
     svc.metrics.protocol_errors.fetch_add(1, Relaxed);
     let f = ServerFrame {
         id,
@@ -536,10 +736,17 @@ async fn protocol_error(
 
 /// Release expired agents every so often until `shutdown` fires.
 pub async fn reaper(svc: Arc<Service>, mut shutdown: watch::Receiver<bool>) {
-    let every = Duration::from_secs_f64((svc.cfg.grace_secs / 4.0).clamp(0.05, 5.0));
+    let every = Duration::from_secs_f64((svc.cfg.grace_secs / 4.0).clamp(0.05, 1.0));
+    let mut last_usage = Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => { svc.reap(Instant::now()); }
+            _ = tokio::time::sleep(every) => {
+                svc.reap(Instant::now());
+                if last_usage.elapsed() >= Duration::from_secs(1) {
+                    svc.refresh_usage();
+                    last_usage = Instant::now();
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

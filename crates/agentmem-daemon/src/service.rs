@@ -15,9 +15,9 @@ use agentmem_proto::{
     UnitReport,
 };
 use parking_lot::Mutex;
-use serde_bytes::ByteBuf;
 
 use crate::config::Config;
+use crate::escape::Escaped;
 use crate::metrics::Metrics;
 use crate::sys::SealedSegment;
 
@@ -45,18 +45,32 @@ pub struct Session {
     pub name: String,
     /// The tenant.
     pub tenant: String,
-    /// Whether stats show every tenant's agents (root and the daemon's
-    /// own uid).
+    /// Whether stats show every tenant's agents and the daemon-wide
+    /// figures (root, the daemon's own uid, and the peer's primary group
+    /// being `admin_gid`).
     pub admin: bool,
     /// The peer.
     pub peer: Peer,
+}
+
+/// What an answer carries: a response, or the bytes of a large one kept
+/// as the store returned them (shared, not copied) so that the server can
+/// stream them to the socket (see `agentmem_proto::encode_bulk_frame`).
+#[derive(Debug)]
+pub enum Body {
+    /// A response encoded as it is.
+    Response(Response),
+    /// A unit's bytes, sent as [`Response::Data`].
+    Data(bytes::Bytes),
+    /// Messages, sent as [`Response::Messages`].
+    Messages(Vec<bytes::Bytes>),
 }
 
 /// A response, possibly with a segment whose descriptor goes with it.
 #[derive(Debug)]
 pub struct Answer {
     /// The response.
-    pub response: Response,
+    pub body: Body,
     /// The segment for a [`Response::Segment`].
     pub segment: Option<Arc<SealedSegment>>,
 }
@@ -64,7 +78,16 @@ pub struct Answer {
 impl From<Response> for Answer {
     fn from(response: Response) -> Self {
         Answer {
-            response,
+            body: Body::Response(response),
+            segment: None,
+        }
+    }
+}
+
+impl From<Body> for Answer {
+    fn from(body: Body) -> Self {
+        Answer {
+            body,
             segment: None,
         }
     }
@@ -75,6 +98,29 @@ struct AgentSlot {
     id: AgentId,
     connected: bool,
     detached_at: Option<Instant>,
+}
+
+/// What one tenant holds, against its quotas.
+#[derive(Debug, Default, Clone, Copy)]
+struct TenantUse {
+    /// Connections past their handshake.
+    connections: usize,
+    /// Agents registered (connected or within their grace time).
+    agents: usize,
+    /// Stored bytes charged to its agents, as of the last
+    /// [`Service::refresh_usage`].
+    stored_bytes: u64,
+}
+
+/// A refusal for a quota: which limit, its value, the key that sets it.
+fn limit_reached(what: &str, tenant: &str, value: impl std::fmt::Display, key: &str) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::LimitReached,
+        message: format!(
+            "tenant {} is at its limit of {value} {what} ({key} in the daemon's configuration)",
+            Escaped(tenant)
+        ),
+    }
 }
 
 /// Memfd segments by content id, oldest first out when over budget.
@@ -95,6 +141,11 @@ pub struct Service {
     /// Counters.
     pub metrics: Metrics,
     agents: Mutex<HashMap<(String, String), AgentSlot>>,
+    tenants: Mutex<HashMap<String, TenantUse>>,
+    handshaking: Mutex<HashMap<u32, usize>>,
+    /// Whether the last write failed for a full filesystem (logged once
+    /// per change, not per refused write).
+    disk_full: std::sync::atomic::AtomicBool,
     segments: Mutex<Segments>,
     started: Instant,
     own_uid: u32,
@@ -131,6 +182,7 @@ fn no_conversation(agent: AgentId, c: ConversationId) -> Response {
 /// Map a store error to an answer; unit-existence errors become the
 /// uniform [`no_unit`].
 fn store_err(agent: AgentId, id: Option<&ContentId>, e: StoreError) -> Response {
+    // Matched by type, never by message text.
     match e {
         StoreError::UnknownUnit { .. }
         | StoreError::AccessDenied { .. }
@@ -141,12 +193,39 @@ fn store_err(agent: AgentId, id: Option<&ContentId>, e: StoreError) -> Response 
         StoreError::UnknownConversation(_) | StoreError::UnknownAgent(_) => {
             err(ErrorCode::NotFound, e.to_string())
         }
-        StoreError::EmptyUnit { .. }
-        | StoreError::UnitTooLarge { .. }
-        | StoreError::OutOfRange { .. }
-        | StoreError::Config(_) => err(ErrorCode::InvalidInput, e.to_string()),
-        other => err(ErrorCode::Store, other.to_string()),
+        StoreError::EmptyUnit { .. } | StoreError::Config(_) => {
+            err(ErrorCode::InvalidInput, e.to_string())
+        }
+        StoreError::UnitTooLarge { .. } => err(ErrorCode::TooLarge, e.to_string()),
+        StoreError::OutOfRange { .. } => err(ErrorCode::OutOfRange, e.to_string()),
+        StoreError::Corrupt { .. } | StoreError::CorruptDictionary { .. } => {
+            err(ErrorCode::Corrupt, e.to_string())
+        }
+        ref other if other.is_no_space() => err(
+            ErrorCode::NoSpace,
+            format!(
+                "the filesystem of the daemon's data directory is full ({}): writes are \
+                 refused until space returns, reads and releases keep working",
+                with_causes(other)
+            ),
+        ),
+        other => err(ErrorCode::Store, with_causes(&other)),
     }
+}
+
+/// `e: cause: cause …`, so that an answer says which file and why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl Service {
@@ -157,6 +236,9 @@ impl Service {
             cfg,
             metrics: Metrics::default(),
             agents: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            handshaking: Mutex::new(HashMap::new()),
+            disk_full: std::sync::atomic::AtomicBool::new(false),
             segments: Mutex::new(Segments::default()),
             started: Instant::now(),
             own_uid: rustix::process::getuid().as_raw(),
@@ -184,7 +266,10 @@ impl Service {
             None => format!("uid:{}", peer.uid),
         };
         // A token holder acts as its tenant, whoever it is.
-        let admin = hello.token.is_none() && (peer.uid == 0 || peer.uid == self.own_uid);
+        let admin = hello.token.is_none()
+            && (peer.uid == 0
+                || peer.uid == self.own_uid
+                || self.cfg.admin_gid.is_some_and(|g| peer.gid == g));
         let mut session = Session {
             agent: None,
             name: hello.agent.clone(),
@@ -192,9 +277,75 @@ impl Service {
             admin,
             peer,
         };
+        // The tenant's connection slot, given back by `detach` (or below
+        // if the agent is refused).
+        {
+            let mut t = self.tenants.lock();
+            let u = t.entry(session.tenant.clone()).or_default();
+            if u.connections >= self.cfg.max_connections_per_tenant {
+                return Err(limit_reached(
+                    "connections",
+                    &session.tenant,
+                    self.cfg.max_connections_per_tenant,
+                    "max_connections_per_tenant",
+                ));
+            }
+            u.connections += 1;
+        }
         if hello.agent.is_empty() {
             return Ok((session, false));
         }
+        let r = self.attach_agent(&mut session, hello);
+        match r {
+            Ok(reattached) => Ok((session, reattached)),
+            Err(e) => {
+                self.leave(&session.tenant);
+                Err(e)
+            }
+        }
+    }
+
+    /// A connection from `uid` starts its handshake: refused if that uid
+    /// already has `max_handshaking_per_uid` connections in their
+    /// handshake. Pair with [`Service::handshake_done`].
+    pub fn handshake_begin(&self, uid: u32) -> Result<(), ErrorReply> {
+        let mut h = self.handshaking.lock();
+        let n = h.entry(uid).or_default();
+        if *n >= self.cfg.max_handshaking_per_uid {
+            return Err(ErrorReply {
+                code: ErrorCode::LimitReached,
+                message: format!(
+                    "uid {uid} is at its limit of {} connections in their handshake (max_handshaking_per_uid in the daemon's configuration)",
+                    self.cfg.max_handshaking_per_uid
+                ),
+            });
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// The handshake of a connection from `uid` ended, either way.
+    pub fn handshake_done(&self, uid: u32) {
+        let mut h = self.handshaking.lock();
+        if let Some(n) = h.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&uid);
+            }
+        }
+    }
+
+    fn leave(&self, tenant: &str) {
+        if let Some(u) = self.tenants.lock().get_mut(tenant) {
+            u.connections = u.connections.saturating_sub(1);
+        }
+    }
+
+    fn attach_agent(
+        &self,
+        session: &mut Session,
+        hello: &agentmem_proto::Hello,
+    ) -> Result<bool, ErrorReply> {
         let mut agents = self.agents.lock();
         let key = (session.tenant.clone(), hello.agent.clone());
         let mut reattached = false;
@@ -204,7 +355,7 @@ impl Service {
                     code: ErrorCode::AccessDenied,
                     message: format!(
                         "agent {:?} of tenant {} is already connected: one connection acts for one agent; pick another name",
-                        hello.agent, session.tenant
+                        hello.agent, Escaped(&session.tenant)
                     ),
                 })
             }
@@ -217,6 +368,19 @@ impl Service {
                 let _ = self.store.set_importance(slot.id, Importance(hello.importance));
             }
             None => {
+                {
+                    let mut t = self.tenants.lock();
+                    let u = t.entry(session.tenant.clone()).or_default();
+                    if u.agents >= self.cfg.max_agents_per_tenant {
+                        return Err(limit_reached(
+                            "agents",
+                            &session.tenant,
+                            self.cfg.max_agents_per_tenant,
+                            "max_agents_per_tenant",
+                        ));
+                    }
+                    u.agents += 1;
+                }
                 let id = self
                     .store
                     .register_agent(
@@ -224,9 +388,14 @@ impl Service {
                         &TenantId::new(session.tenant.clone()),
                         Importance(hello.importance),
                     )
-                    .map_err(|e| ErrorReply {
-                        code: ErrorCode::Unavailable,
-                        message: e.to_string(),
+                    .map_err(|e| {
+                        if let Some(u) = self.tenants.lock().get_mut(&session.tenant) {
+                            u.agents = u.agents.saturating_sub(1);
+                        }
+                        ErrorReply {
+                            code: ErrorCode::Unavailable,
+                            message: e.to_string(),
+                        }
                     })?;
                 agents.insert(
                     key,
@@ -239,7 +408,7 @@ impl Service {
                 session.agent = Some(id);
             }
         }
-        Ok((session, reattached))
+        Ok(reattached)
     }
 
     /// After a store was opened from its data directory: every agent of the
@@ -256,13 +425,19 @@ impl Service {
                 // Two live agents of one name: only the daemon registers,
                 // and it keeps names unique, so this is a store written by
                 // something else; keep the first, release the other now.
-                tracing::warn!("{} duplicates agent {}/{}: released", a.id, key.0, key.1);
+                tracing::warn!(
+                    "{} duplicates agent {}/{}: released",
+                    a.id,
+                    Escaped(&key.0),
+                    Escaped(&key.1)
+                );
                 let _ = self.store.release_agent(a.id);
                 continue;
             }
             if a.state != AgentState::Idle {
                 let _ = self.store.set_state(a.id, AgentState::Idle);
             }
+            self.tenants.lock().entry(key.0.clone()).or_default().agents += 1;
             agents.insert(
                 key,
                 AgentSlot {
@@ -279,6 +454,7 @@ impl Service {
     /// The connection of `session` closed: its agent goes `Idle` and is
     /// released after the grace time unless it reconnects.
     pub fn detach(&self, session: &Session) {
+        self.leave(&session.tenant);
         let Some(agent) = session.agent else { return };
         let mut agents = self.agents.lock();
         if let Some(slot) = agents.get_mut(&(session.tenant.clone(), session.name.clone())) {
@@ -287,6 +463,59 @@ impl Service {
         }
         drop(agents);
         let _ = self.store.set_state(agent, AgentState::Idle);
+    }
+
+    /// Refuse a write of `len` bytes if the tenant's stored bytes (as of
+    /// the last [`Service::refresh_usage`]) are at its quota.
+    fn check_bytes(&self, session: &Session, len: usize) -> Result<(), ErrorReply> {
+        let max = self.cfg.max_stored_bytes_per_tenant.0;
+        if max == 0 {
+            return Ok(());
+        }
+        let used = self
+            .tenants
+            .lock()
+            .get(&session.tenant)
+            .map_or(0, |u| u.stored_bytes);
+        if used.saturating_add(len as u64) > max {
+            return Err(limit_reached(
+                "stored bytes",
+                &session.tenant,
+                format!("{max} (it holds {used}; this write adds {len})"),
+                "max_stored_bytes_per_tenant",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Recompute every tenant's stored bytes from the store's accounting
+    /// (the reaper calls this every second; quotas on stored bytes are
+    /// checked against it, so a tenant may pass its quota by what it
+    /// writes between two refreshes).
+    pub fn refresh_usage(&self) {
+        if self.cfg.max_stored_bytes_per_tenant.0 == 0 {
+            return;
+        }
+        let st = self.store.stats();
+        let mut bytes: HashMap<&str, u64> = HashMap::new();
+        for a in &st.agents {
+            *bytes.entry(a.tenant.as_str()).or_default() += a.charged_bytes;
+        }
+        let mut t = self.tenants.lock();
+        for (name, u) in t.iter_mut() {
+            u.stored_bytes = bytes.get(name.as_str()).copied().unwrap_or(0);
+        }
+        for (name, b) in bytes {
+            if !t.contains_key(name) {
+                t.insert(
+                    name.to_string(),
+                    TenantUse {
+                        stored_bytes: b,
+                        ..TenantUse::default()
+                    },
+                );
+            }
+        }
     }
 
     /// Release agents detached for longer than the grace time; returns how
@@ -301,14 +530,22 @@ impl Service {
             .collect();
         for k in &expired {
             let slot = agents.remove(k).expect("listed");
+            if let Some(u) = self.tenants.lock().get_mut(&k.0) {
+                u.agents = u.agents.saturating_sub(1);
+            }
             if let Err(e) = self.store.release_agent(slot.id) {
-                tracing::warn!("releasing {} ({}/{}) failed: {e}", slot.id, k.0, k.1);
+                tracing::warn!(
+                    "releasing {} ({}/{}) failed: {e}",
+                    slot.id,
+                    Escaped(&k.0),
+                    Escaped(&k.1)
+                );
             } else {
                 tracing::info!(
                     "released {} ({}/{}) after {:.0?} disconnected",
                     slot.id,
-                    k.0,
-                    k.1,
+                    Escaped(&k.0),
+                    Escaped(&k.1),
                     grace
                 );
             }
@@ -384,11 +621,34 @@ impl Service {
     pub fn handle(&self, session: &Session, request: Request) -> Answer {
         let started = Instant::now();
         let kind = request.tag();
+        let write = matches!(request, Request::Put { .. } | Request::Append { .. });
         let answer = self.dispatch(session, request);
+        match &answer.body {
+            Body::Response(Response::Error(e))
+                if e.code == ErrorCode::NoSpace
+                    && !self
+                        .disk_full
+                        .swap(true, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::error!(
+                    "writes refused: {}; logged once until a write succeeds again",
+                    e.message
+                );
+            }
+            Body::Response(Response::Error(_)) => {}
+            _ if write
+                && self
+                    .disk_full
+                    .swap(false, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::info!("space returned: writes succeed again");
+            }
+            _ => {}
+        }
         self.metrics.served(
             kind,
             started.elapsed(),
-            matches!(answer.response, Response::Error(_)),
+            matches!(answer.body, Body::Response(Response::Error(_))),
         );
         answer
     }
@@ -418,16 +678,26 @@ impl Service {
             }
         };
         let unit = |id: &[u8; 32]| ContentId::from_bytes(*id);
+        let read = |r: agentmem_core::Result<Vec<bytes::Bytes>>| -> Answer {
+            match r {
+                Ok(m) => Body::Messages(m).into(),
+                Err(e) => store_err(agent, None, e).into(),
+            }
+        };
         let r = match request {
             Request::Ping | Request::Stats => unreachable!("answered above"),
             Request::Put {
                 kind,
                 visibility,
                 data,
-            } => s
-                .put(agent, kind, &data, visibility)
-                .map(|id| Response::Id(*id.as_bytes()))
-                .unwrap_or_else(|e| store_err(agent, None, e)),
+            } => {
+                if let Err(e) = self.check_bytes(session, data.len()) {
+                    return Response::Error(e).into();
+                }
+                s.put(agent, kind, &data, visibility)
+                    .map(|id| Response::Id(*id.as_bytes()))
+                    .unwrap_or_else(|e| store_err(agent, None, e))
+            }
             Request::Get { id } => return self.get(agent, &unit(&id), true),
             Request::GetInline { id } => return self.get(agent, &unit(&id), false),
             Request::Share { id, to } => {
@@ -490,37 +760,37 @@ impl Service {
                 conversation,
                 message,
             } => match own_conv(conversation) {
-                Ok(c) => s
-                    .append(c, &message)
-                    .map(Response::Index)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
+                Ok(c) => match self.check_bytes(session, message.len()) {
+                    Err(e) => Response::Error(e),
+                    Ok(()) => s
+                        .append(c, &message)
+                        .map(Response::Index)
+                        .unwrap_or_else(|e| store_err(agent, None, e)),
+                },
                 Err(r) => r,
             },
             Request::ReadMessages {
                 conversation,
                 start,
                 end,
-            } => match own_conv(conversation) {
-                Ok(c) => s
-                    .read_messages(c, start..end)
-                    .map(messages)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
-                Err(r) => r,
-            },
-            Request::ReadLast { conversation, n } => match own_conv(conversation) {
-                Ok(c) => s
-                    .read_last(c, n)
-                    .map(messages)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
-                Err(r) => r,
-            },
-            Request::ReadAll { conversation } => match own_conv(conversation) {
-                Ok(c) => s
-                    .read_all(c)
-                    .map(messages)
-                    .unwrap_or_else(|e| store_err(agent, None, e)),
-                Err(r) => r,
-            },
+            } => {
+                return match own_conv(conversation) {
+                    Ok(c) => read(s.read_messages(c, start..end)),
+                    Err(r) => r.into(),
+                }
+            }
+            Request::ReadLast { conversation, n } => {
+                return match own_conv(conversation) {
+                    Ok(c) => read(s.read_last(c, n)),
+                    Err(r) => r.into(),
+                }
+            }
+            Request::ReadAll { conversation } => {
+                return match own_conv(conversation) {
+                    Ok(c) => read(s.read_all(c)),
+                    Err(r) => r.into(),
+                }
+            }
             Request::ConversationLen { conversation } => match own_conv(conversation) {
                 Ok(c) => s
                     .conversation_len(c)
@@ -581,7 +851,7 @@ impl Service {
                                 .segments_sent
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             return Answer {
-                                response: Response::Segment { len: seg.len() },
+                                body: Body::Response(Response::Segment { len: seg.len() }),
                                 segment: Some(seg),
                             };
                         }
@@ -594,7 +864,7 @@ impl Service {
                 }
             }
         }
-        Response::Data(ByteBuf::from(data.to_vec())).into()
+        Body::Data(data).into()
     }
 
     /// Agents with a connection now.
@@ -625,13 +895,68 @@ impl Service {
         }
     }
 
-    /// The store's accounting as `session` may see it.
+    /// The store's accounting as `session` may see it. An admin (root,
+    /// the daemon's own uid, or a member of `admin_group`) sees every
+    /// tenant and the daemon-wide figures; anyone else sees its own
+    /// tenant's agents and totals summed over them, and none of the
+    /// figures that other tenants' activity moves (per-kind totals, dedup
+    /// hits, requests, segments, RAM accounting).
     pub fn stats_for(&self, session: &Session) -> StatsReport {
         use std::sync::atomic::Ordering::Relaxed;
         let st = self.store.stats();
-        let (segments, segment_bytes) = self.segment_usage();
         let connected = self.connected_set();
+        let agents: Vec<AgentReport> = st
+            .agents
+            .iter()
+            .filter(|a| session.admin || a.tenant == session.tenant)
+            .map(|a| self.agent_report(a, &connected))
+            .collect();
         let m = &self.metrics;
+        let daemon = |connections, requests, errors, protocol_errors, (segments, segment_bytes)| {
+            DaemonReport {
+                connections,
+                requests,
+                errors,
+                protocol_errors,
+                segments,
+                segment_bytes,
+                uptime_secs: self.started.elapsed().as_secs(),
+                data_dir: self.cfg.data_dir.display().to_string(),
+                recovery_secs: self
+                    .store
+                    .open_report()
+                    .map_or(0.0, |r| r.elapsed.as_secs_f64()),
+            }
+        };
+        if !session.admin {
+            let logical: u64 = agents.iter().map(|a| a.logical_bytes).sum();
+            let charged: u64 = agents.iter().map(|a| a.charged_bytes).sum();
+            let own_connections = self
+                .tenants
+                .lock()
+                .get(&session.tenant)
+                .map_or(0, |u| u.connections as u64);
+            return StatsReport {
+                kinds: Vec::new(),
+                total_allocated: charged,
+                total_deduplicated: 0,
+                compression_ratio: if charged > 0 {
+                    logical as f64 / charged as f64
+                } else {
+                    1.0
+                },
+                hot_bytes: 0,
+                warm_bytes: 0,
+                cold_bytes: 0,
+                dedup_hits: 0,
+                conversations: 0,
+                accounted_ram_bytes: 0,
+                ram_budget: st.ram_budget,
+                hot_budget: st.hot_budget,
+                agents,
+                daemon: daemon(own_connections, 0, 0, 0, (0, 0)),
+            };
+        }
         StatsReport {
             kinds: st
                 .kinds
@@ -657,26 +982,14 @@ impl Service {
             accounted_ram_bytes: st.accounted_ram_bytes,
             ram_budget: st.ram_budget,
             hot_budget: st.hot_budget,
-            agents: st
-                .agents
-                .iter()
-                .filter(|a| session.admin || a.tenant == session.tenant)
-                .map(|a| self.agent_report(a, &connected))
-                .collect(),
-            daemon: DaemonReport {
-                connections: m.connections.load(Relaxed),
-                requests: m.requests.load(Relaxed),
-                errors: m.errors.load(Relaxed),
-                protocol_errors: m.protocol_errors.load(Relaxed),
-                segments,
-                segment_bytes,
-                uptime_secs: self.started.elapsed().as_secs(),
-                data_dir: self.cfg.data_dir.display().to_string(),
-                recovery_secs: self
-                    .store
-                    .open_report()
-                    .map_or(0.0, |r| r.elapsed.as_secs_f64()),
-            },
+            agents,
+            daemon: daemon(
+                m.connections.load(Relaxed),
+                m.requests.load(Relaxed),
+                m.errors.load(Relaxed),
+                m.protocol_errors.load(Relaxed),
+                self.segment_usage(),
+            ),
         }
     }
 
@@ -694,6 +1007,62 @@ impl Service {
     }
 }
 
-fn messages(m: Vec<bytes::Bytes>) -> Response {
-    Response::Messages(m.into_iter().map(|b| ByteBuf::from(b.to_vec())).collect())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Response) -> ErrorCode {
+        match r {
+            Response::Error(e) => e.code,
+            r => panic!("expected an error, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn store_errors_map_to_codes_by_type() {
+        let agent = AgentId(1);
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        // Directly, and wrapped the way a storage layer wraps it (a
+        // custom io::Error whose payload is the OS error).
+        for e in [
+            StoreError::cold(enospc()),
+            StoreError::cold(std::io::Error::other(enospc())),
+            StoreError::cold(std::io::Error::from_raw_os_error(122)),
+            StoreError::Cold(agentmem_core::tier::ColdError::DiskFull {
+                dir: "/data".into(),
+                what: "appending a record".into(),
+            }),
+        ] {
+            let r = store_err(agent, None, e);
+            let Response::Error(reply) = &r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(reply.code, ErrorCode::NoSpace, "{}", reply.message);
+            assert!(reply.message.contains("data directory is full"));
+        }
+        // Same text, other type: not taken for a full disk.
+        let text_only = StoreError::cold(std::io::Error::other(
+            "No space left on device (os error 28)",
+        ));
+        assert_eq!(code(store_err(agent, None, text_only)), ErrorCode::Store);
+        let eio = StoreError::cold(std::io::Error::from_raw_os_error(5));
+        assert_eq!(code(store_err(agent, None, eio)), ErrorCode::Store);
+        let big = StoreError::UnitTooLarge {
+            kind: Kind::Blob,
+            size: 10,
+            max: 1,
+        };
+        assert_eq!(code(store_err(agent, None, big)), ErrorCode::TooLarge);
+        let range = StoreError::OutOfRange {
+            conversation: ConversationId(1),
+            len: 0,
+            what: "message 3".into(),
+        };
+        assert_eq!(code(store_err(agent, None, range)), ErrorCode::OutOfRange);
+        let bad = StoreError::Corrupt {
+            what: "unit".into(),
+            detail: "checksum".into(),
+        };
+        assert_eq!(code(store_err(agent, None, bad)), ErrorCode::Corrupt);
+    }
 }

@@ -75,7 +75,7 @@ fn operations_match_the_embedded_store() {
     assert_eq!(c.read_all(conv).unwrap().len(), 10);
     assert_eq!(
         code(c.read_messages(conv, 5..50).unwrap_err()),
-        ErrorCode::InvalidInput
+        ErrorCode::OutOfRange
     );
 
     c.set_state(AgentState::WaitingForHuman).unwrap();

@@ -16,7 +16,7 @@ fn thousand_concurrent_connections() {
         );
         return;
     }
-    let d = Daemon::start("max_connections = 2000");
+    let d = Daemon::start("max_connections = 2000\nmax_connections_per_tenant = 2000");
     let rss = || agentmem_daemon::sys::rss_of(&d.pid().to_string()).unwrap();
     // Warm up the runtime's threads and buffers with one connection.
     let mut first = d.client("warm-up");

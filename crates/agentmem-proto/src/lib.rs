@@ -380,6 +380,22 @@ pub enum ErrorCode {
     Store,
     /// The daemon is shutting down or at its connection limit.
     Unavailable,
+    /// A per-tenant limit (connections, agents, stored bytes) or a
+    /// daemon-wide one is reached; the message names the limit, its value
+    /// and the configuration key that sets it.
+    LimitReached,
+    /// A write failed because a filesystem is full; the message names
+    /// which (the data directory's cold tier or redo log). Reads and
+    /// releases keep working; writes succeed again once space returns.
+    NoSpace,
+    /// A unit larger than the store's maximum unit size (an
+    /// [`ErrorCode::InvalidInput`] before protocol 1.1 clients).
+    TooLarge,
+    /// A message index or range outside the conversation.
+    OutOfRange,
+    /// Stored bytes failed their checksum or failed to decode: nothing is
+    /// returned rather than wrong bytes.
+    Corrupt,
 }
 
 /// An error answer: a code to branch on and a sentence for people.
@@ -710,6 +726,89 @@ pub fn decode_request(payload: &[u8]) -> Result<ClientFrame, ProtoError> {
     decode_exact("request", payload)
 }
 
+/// The bytes of a large answer, borrowed: sent without being copied into
+/// a [`Response`] first (see [`encode_bulk_frame`]).
+#[derive(Clone, Copy, Debug)]
+pub enum BulkRef<'a> {
+    /// Encoded as [`Response::Data`].
+    Data(&'a bytes::Bytes),
+    /// Encoded as [`Response::Messages`].
+    Messages(&'a [bytes::Bytes]),
+}
+
+/// Variant numbers of [`Response`] (postcard encodes a variant as its
+/// index); a test checks them against the derived encoding.
+const RESPONSE_DATA: u32 = 4;
+const RESPONSE_MESSAGES: u32 = 8;
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Encode a [`ServerFrame`] whose response is `body` as pieces to be
+/// written in order: small framing pieces and the body's own bytes, which
+/// are not copied (each message's [`bytes::Bytes`] is cloned, a reference
+/// count). The bytes are exactly those of [`encode_frame`] on the
+/// equivalent `ServerFrame`, so a client cannot tell the difference; the
+/// daemon uses this so that a large answer is never held twice (once as
+/// data, once encoded) while a slow client reads it.
+pub fn encode_bulk_frame(
+    id: u64,
+    body: BulkRef<'_>,
+    max: u32,
+) -> Result<Vec<bytes::Bytes>, ProtoError> {
+    let mut head = Vec::with_capacity(32);
+    head.extend_from_slice(&[0; HEADER_LEN]);
+    push_varint(&mut head, id);
+    let mut pieces = Vec::new();
+    let len = match body {
+        BulkRef::Data(d) => {
+            push_varint(&mut head, u64::from(RESPONSE_DATA));
+            push_varint(&mut head, d.len() as u64);
+            let len = head.len() - HEADER_LEN + d.len();
+            if len <= max as usize {
+                pieces.push(d.clone());
+            }
+            len
+        }
+        BulkRef::Messages(m) => {
+            push_varint(&mut head, u64::from(RESPONSE_MESSAGES));
+            push_varint(&mut head, m.len() as u64);
+            let len = head.len() - HEADER_LEN
+                + m.iter()
+                    .map(|b| varint_len(b.len() as u64) + b.len())
+                    .sum::<usize>();
+            if len <= max as usize {
+                for b in m {
+                    let mut prefix = Vec::with_capacity(10);
+                    push_varint(&mut prefix, b.len() as u64);
+                    pieces.push(bytes::Bytes::from(prefix));
+                    pieces.push(b.clone());
+                }
+            }
+            len
+        }
+    };
+    if len > max as usize {
+        return Err(ProtoError::EncodeTooLarge {
+            what: "response",
+            len,
+            max,
+        });
+    }
+    head[..HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+    pieces.insert(0, bytes::Bytes::from(head));
+    Ok(pieces)
+}
+
 /// Decode a [`ServerFrame`] payload.
 pub fn decode_response(payload: &[u8]) -> Result<ServerFrame, ProtoError> {
     decode_exact("response", payload)
@@ -738,6 +837,42 @@ pub fn decode_client_stream(mut bytes: &[u8], max: u32) -> Result<usize, ProtoEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_frames_are_byte_for_byte_the_derived_encoding() {
+        let big = vec![7u8; 300];
+        let big_bytes = bytes::Bytes::from(big.clone());
+        let msgs: Vec<bytes::Bytes> = vec![
+            bytes::Bytes::from_static(b"hello"),
+            bytes::Bytes::new(),
+            bytes::Bytes::from(big.clone()),
+        ];
+        for id in [1u64, 127, 128, 1 << 40] {
+            let derived = frame(&ServerFrame {
+                id,
+                response: Response::Data(ByteBuf::from(big.clone())),
+            });
+            let bulk = encode_bulk_frame(id, BulkRef::Data(&big_bytes), DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(bulk.concat(), derived);
+            let derived = frame(&ServerFrame {
+                id,
+                response: Response::Messages(
+                    msgs.iter().map(|b| ByteBuf::from(b.to_vec())).collect(),
+                ),
+            });
+            let bulk = encode_bulk_frame(id, BulkRef::Messages(&msgs), DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(bulk.concat(), derived);
+        }
+        assert!(matches!(
+            encode_bulk_frame(1, BulkRef::Data(&big_bytes), 100),
+            Err(ProtoError::EncodeTooLarge { .. })
+        ));
+        for v in [0u64, 1, 127, 128, 16383, 16384, u64::MAX] {
+            let mut o = Vec::new();
+            push_varint(&mut o, v);
+            assert_eq!(o.len(), varint_len(v), "{v}");
+        }
+    }
 
     fn frame<T: Serialize>(v: &T) -> Vec<u8> {
         let mut out = Vec::new();

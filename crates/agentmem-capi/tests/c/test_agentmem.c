@@ -32,6 +32,77 @@ static const char PROMPT[] =
     "You are a careful coding agent. Read the code before changing it, run "
     "the tests, and explain what you did in plain words.";
 
+/*
+ * Every handle type passed where each other type is expected: an error code,
+ * and the handle that was passed (and the one whose value it might share)
+ * still works. Also SIZE_MAX sizes: AGENTMEM_TOO_LARGE, never an abort.
+ */
+static void cross_types(agentmem_ctx ctx) {
+  agentmem_agent ag;
+  agentmem_smu smu;
+  agentmem_conversation conv;
+  OK(agent_register(ctx, "cross-types", "tenant-x", &ag));
+  OK(agent_alloc_smu(ag, AGENTMEM_BLOB, "cross", 5, &smu));
+  OK(agent_conversation_open(ag, &conv));
+  uint64_t raw[4] = {ctx.opaque, ag.opaque, smu.opaque, conv.opaque};
+  for (int i = 0; i < 4; i++)
+    for (int j = i + 1; j < 4; j++)
+      CHECK(raw[i] != raw[j]);
+  for (int t = 0; t < 4; t++) {
+    uint64_t v = raw[t];
+    agentmem_ctx c = {v};
+    agentmem_agent a = {v};
+    agentmem_smu u = {v};
+    agentmem_conversation k = {v};
+    struct agent_mem_stats st;
+    size_t len;
+    uint64_t n;
+    agentmem_smu h;
+    agentmem_conversation hc;
+    agentmem_agent ha;
+    if (t != 0) { /* not a context */
+      CHECK(agentmem_close(c) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_stats(c, &st) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_register(c, "x", "t", &ha) == AGENTMEM_INVALID_HANDLE);
+    }
+    if (t != 1) { /* not an agent */
+      CHECK(agent_alloc_smu(a, AGENTMEM_BLOB, "x", 1, &h) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_set_state(a, AGENTMEM_IDLE) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_conversation_open(a, &hc) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_unregister(a) == AGENTMEM_INVALID_HANDLE);
+    }
+    if (t != 2) { /* not a unit */
+      CHECK(agent_smu_size(u, &len) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_read(u, NULL, 0, &len) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_mark_hot(u) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_share(u, ag, &h) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_free(u) == AGENTMEM_INVALID_HANDLE);
+    }
+    if (t != 3) { /* not a conversation */
+      CHECK(agent_conversation_append(k, "m", 1, &n) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_conversation_len(k, &n) == AGENTMEM_INVALID_HANDLE);
+      CHECK(agent_conversation_delete(k) == AGENTMEM_INVALID_HANDLE);
+    }
+  }
+  /* Every handle survived the wrong uses. */
+  struct agent_mem_stats st;
+  size_t len = 0;
+  uint64_t n = 0;
+  OK(agent_stats(ctx, &st));
+  OK(agent_smu_size(smu, &len));
+  CHECK(len == 5);
+  OK(agent_conversation_append(conv, "hello", 5, &n));
+  OK(agent_conversation_len(conv, &n));
+  CHECK(n == 1);
+  /* Sizes no object can have. */
+  agentmem_smu h;
+  CHECK(agent_alloc_smu(ag, AGENTMEM_BLOB, "x", SIZE_MAX, &h) == AGENTMEM_TOO_LARGE);
+  CHECK(agent_alloc_smu(ag, AGENTMEM_BLOB, "x", SIZE_MAX / 2 + 1, &h) == AGENTMEM_TOO_LARGE);
+  CHECK(agent_conversation_append(conv, "x", SIZE_MAX, &n) == AGENTMEM_TOO_LARGE);
+  OK(agent_free(smu));
+  OK(agent_unregister(ag));
+}
+
 static void exercise(agentmem_ctx ctx, int daemon) {
   agentmem_agent agents[100];
   agentmem_smu prompts[100];
@@ -144,6 +215,8 @@ static void exercise(agentmem_ctx ctx, int daemon) {
   } else {
     CHECK(st.total_allocated == 0);
   }
+
+  cross_types(ctx);
 
   /* A closed context refuses everything. */
   OK(agentmem_close(ctx));

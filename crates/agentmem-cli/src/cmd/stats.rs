@@ -43,6 +43,8 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+use agentmem_daemon::escape::escaped;
+
 fn table(s: &StatsReport) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -64,7 +66,8 @@ fn table(s: &StatsReport) -> String {
         let _ = writeln!(
             o,
             "data: {} (recovered in {:.3}s at start)",
-            d.data_dir, d.recovery_secs
+            escaped(&d.data_dir),
+            d.recovery_secs
         );
     }
     let _ = writeln!(
@@ -86,7 +89,7 @@ fn table(s: &StatsReport) -> String {
         let _ = writeln!(
             o,
             "{:<14} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11}",
-            k.kind,
+            escaped(&k.kind),
             k.units,
             human_bytes(k.logical_bytes),
             human_bytes(k.stored_bytes),
@@ -105,8 +108,9 @@ fn table(s: &StatsReport) -> String {
             o,
             "{:>6} {:<20} {:<14} {:<18} {:>4} {:>7} {:>11} {:>11} {:>9}",
             a.id,
-            a.name,
-            a.tenant,
+            // Names come from clients: shown escaped, never interpreted.
+            escaped(&a.name),
+            escaped(&a.tenant),
             a.state.name(),
             a.importance,
             a.units,
@@ -116,4 +120,59 @@ fn table(s: &StatsReport) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentmem_client::{AgentReport, DaemonReport};
+
+    #[test]
+    fn names_with_escape_sequences_cannot_drive_the_terminal_or_forge_rows() {
+        let evil = "x\x1b[2J\x1b]0;pwned\x07\n    1 root-agent           uid:0          active";
+        let s = StatsReport {
+            kinds: vec![],
+            total_allocated: 0,
+            total_deduplicated: 0,
+            compression_ratio: 1.0,
+            hot_bytes: 0,
+            warm_bytes: 0,
+            cold_bytes: 0,
+            dedup_hits: 0,
+            conversations: 0,
+            accounted_ram_bytes: 0,
+            ram_budget: 0,
+            hot_budget: 0,
+            agents: vec![AgentReport {
+                id: 7,
+                name: evil.into(),
+                tenant: "uid:1000\r".into(),
+                state: agentmem_core::AgentState::Active,
+                importance: 0,
+                units: 0,
+                logical_bytes: 0,
+                charged_bytes: 0,
+                connected: true,
+            }],
+            daemon: DaemonReport {
+                connections: 1,
+                requests: 0,
+                errors: 0,
+                protocol_errors: 0,
+                segments: 0,
+                segment_bytes: 0,
+                uptime_secs: 0,
+                data_dir: String::new(),
+                recovery_secs: 0.0,
+            },
+        };
+        let t = table(&s);
+        assert!(
+            !t.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the table: {t:?}"
+        );
+        let agent_rows = t.lines().skip_while(|l| !l.contains("connected")).skip(1);
+        assert_eq!(agent_rows.count(), 1, "one agent, one row: {t}");
+        assert!(t.contains("\\u{1b}[2J"), "{t}");
+    }
 }

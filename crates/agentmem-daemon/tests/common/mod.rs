@@ -159,3 +159,66 @@ pub fn sample_prompt() -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     v[0]["text"].as_str().unwrap().as_bytes().to_vec()
 }
+
+/// Raw connections that speak the protocol by hand: for clients that
+/// misbehave in ways `agentmem-client` never would.
+pub mod raw {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use agentmem_proto::{
+        decode_handshake_reply, encode_frame, ClientFrame, HandshakeReply, Hello, Request,
+        DEFAULT_MAX_FRAME,
+    };
+
+    /// A frame of `v`.
+    pub fn frame<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame("test", v, DEFAULT_MAX_FRAME, &mut out).unwrap();
+        out
+    }
+
+    /// A request frame.
+    pub fn request(id: u64, request: Request) -> Vec<u8> {
+        frame(&ClientFrame { id, request })
+    }
+
+    /// Read one frame's payload, or `None` at end of stream.
+    pub fn read_payload(s: &mut UnixStream) -> Option<Vec<u8>> {
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h).ok()?;
+        let mut p = vec![0; u32::from_le_bytes(h) as usize];
+        s.read_exact(&mut p).ok()?;
+        Some(p)
+    }
+
+    /// Connect and say hello; the handshake's answer.
+    pub fn hello(socket: &std::path::Path, hello: &Hello) -> (UnixStream, HandshakeReply) {
+        let mut s = UnixStream::connect(socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&frame(hello)).unwrap();
+        let p = read_payload(&mut s).expect("a handshake reply");
+        let r = decode_handshake_reply(&p).unwrap();
+        (s, r)
+    }
+}
+
+/// A free loopback address for a metrics endpoint.
+pub fn free_loopback() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One sample of the daemon's Prometheus text at `addr`.
+pub fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
