@@ -51,6 +51,7 @@ from typing import Any, Optional, Union
 
 try:
     import ormsgpack
+    from langchain_core.messages import BaseMessage
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import (
         WRITES_IDX_MAP,
@@ -83,6 +84,8 @@ _EMPTY = 0  # the channel had no value at that version
 _INLINE = 1  # (version, _INLINE, type, bytes)
 _UNIT = 2  # (version, _UNIT, type, unit id hex, owned)
 _CONV = 3  # (version, _CONV, conversation id, length)
+_SLICE = 4  # (_SLICE, conversation id, start, count, was a list): messages
+_DICT = 5  # (version, _DICT, type, bytes, key, slice): a dict with messages
 
 _CATALOG_FILE = "langgraph-saver.catalog"
 
@@ -109,7 +112,7 @@ class _Conv:
 class _Thread:
     """What the saver keeps in Python for one thread."""
 
-    __slots__ = ("name", "agent", "log", "log_len", "state", "heads", "convs", "blobs", "stray")
+    __slots__ = ("name", "agent", "log", "log_len", "state", "heads", "convs", "last", "stray")
 
     def __init__(self, name: str, agent: int, log: int) -> None:
         self.name = name
@@ -121,8 +124,8 @@ class _Thread:
         self.heads: dict[str, tuple[str, int]] = {}
         # (namespace, channel) -> the conversation last appended to
         self.convs: dict[tuple[str, str], _Conv] = {}
-        # (namespace, channel) -> the latest reference stored for it
-        self.blobs: dict[tuple[str, str], tuple] = {}
+        # namespace -> (id, channel references) of the last checkpoint put
+        self.last: dict[str, tuple[str, dict]] = {}
         # (namespace, checkpoint id) that got writes while not the head
         self.stray: set[tuple[str, str]] = set()
 
@@ -296,8 +299,8 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
         head = t.heads.get(ns)
         if head is None or cp_id >= head[0]:
             t.heads[ns] = (cp_id, index)
+        t.last[ns] = (cp_id, refs)
         for ch, ref in refs.items():
-            t.blobs[(ns, ch)] = ref
             if ref[1] == _CONV:
                 cur = t.convs.get((ns, ch))
                 if cur is None or cur.id != ref[2]:
@@ -323,6 +326,9 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
     def _load_value(self, t: _Thread, ref: Sequence) -> Any:
         if ref[0] == _INLINE:
             return self.serde.loads_typed((ref[1], ref[2]))
+        if ref[0] == _SLICE:
+            items = self._load_list(ref[1], ref[2] + ref[3], ref[2])
+            return items if ref[4] else items[0]
         return self.serde.loads_typed((ref[1], self.store.get(t.agent, ref[2])))
 
     def _conv_hashes(self, c: _Conv) -> array:
@@ -356,9 +362,9 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
         t.convs[(ns, channel)] = c
         return c.id, len(items)
 
-    def _load_list(self, conv: int, length: int) -> list:
+    def _load_list(self, conv: int, length: int, start: int = 0) -> list:
         out = []
-        for m in self.store.read_messages(conv, 0, length):
+        for m in self.store.read_messages(conv, start, length):
             typ, _, data = bytes(m).partition(b"\0")
             out.append(self.serde.loads_typed((typ.decode(), data)))
         return out
@@ -371,6 +377,10 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                 continue
             if kind == _CONV:
                 values[ch] = self._load_list(ref[2], ref[3])
+            elif kind == _DICT:
+                value = self.serde.loads_typed((ref[2], ref[3]))
+                value[ref[4]] = self._load_value(t, ref[5])
+                values[ch] = value
             else:
                 values[ch] = self._load_value(t, ref[1:])
         return values
@@ -519,10 +529,16 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
             t = self._thread(thread_id, create=True)
             self._touch(t)
             refs: dict[str, tuple] = {}
+            # A channel whose version did not change has its parent's value.
+            last = t.last.get(ns)
+            if last is not None and last[0] == parent:
+                base = last[1]
+            else:
+                base = self._parent_refs(t, ns, parent)
             for ch, ver in c.get("channel_versions", {}).items():
                 if ch in new_versions:
                     continue
-                ref = t.blobs.get((ns, ch))
+                ref = base.get(ch)
                 if ref is None or ref[0] != ver:
                     ref = self._find_ref(t, ns, ch, ver)
                 if ref is not None:
@@ -532,6 +548,8 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                     refs[ch] = (ver, _EMPTY)
                 elif ch in self.conversation_channels and type(values[ch]) is list:
                     refs[ch] = (ver, _CONV, *self._store_list(t, ns, ch, values[ch]))
+                elif (ref := self._store_input(t, ns, parent, values[ch])) is not None:
+                    refs[ch] = (ver, *ref)
                 else:
                     refs[ch] = (ver, *self._store_value(t, values[ch]))
             rec = [_CP, ns, checkpoint["id"], parent, cp_typed[0], cp_typed[1], md_typed[0], md_typed[1], refs]
@@ -539,6 +557,14 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
             self._note_checkpoint(t, rec, i)
             t.stray.discard((ns, checkpoint["id"]))
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    def _parent_refs(self, t: _Thread, ns: str, parent: Optional[str]) -> dict:
+        if parent is None:
+            return {}
+        for rec in reversed(self._records(t)):
+            if rec[0] == _CP and rec[1] == ns and rec[2] == parent:
+                return rec[8]
+        return {}
 
     def _find_ref(self, t: _Thread, ns: str, ch: str, ver: Any) -> Optional[tuple]:
         """The newest reference stored for ``ch`` at version ``ver``."""
@@ -560,19 +586,96 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
         thread_id = str(config["configurable"]["thread_id"])
         ns = config["configurable"].get("checkpoint_ns", "")
         cp_id = config["configurable"]["checkpoint_id"]
-        typed = [(ch, self._dump(v)) for ch, v in writes]
+        typed = []
+        for ch, v in writes:
+            items = _keyed_messages(v) if ch in self.conversation_channels else None
+            if items is not None:
+                typed.append((ch, v, [self._encode(item) for item in items]))
+            else:
+                typed.append((ch, v, self._dump(v)))
         with self._lock:
             t = self._thread(thread_id, create=True)
             self._touch(t)
             head = t.heads.get(ns)
             if head is None or head[0] != cp_id:
                 t.stray.add((ns, cp_id))
-            for idx, (ch, (typ, data)) in enumerate(typed):
-                if len(data) <= self.inline_limit:
-                    ref: tuple = (_INLINE, typ, data)
-                else:
-                    ref = (_UNIT, typ, self.store.put(t.agent, "blob", data), True)
+            for idx, (ch, v, enc) in enumerate(typed):
+                ref: Optional[tuple] = None
+                if isinstance(enc, list):
+                    ref = self._append_write(t, ns, cp_id, ch, enc, type(v) is list)
+                    if ref is None:
+                        enc = self._dump(v)
+                if ref is None:
+                    typ, data = enc
+                    if len(data) <= self.inline_limit:
+                        ref = (_INLINE, typ, data)
+                    else:
+                        ref = (_UNIT, typ, self.store.put(t.agent, "blob", data), True)
                 self._append(t, [_WR, ns, cp_id, task_id, task_path, WRITES_IDX_MAP.get(ch, idx), ch, ref])
+
+    def _store_input(self, t: _Thread, ns: str, parent: Optional[str], value: Any) -> Optional[tuple]:
+        """A dict holding messages with ids under a conversation channel's
+        name (a graph input, the ``__start__`` channel) as (_DICT, the other
+        keys inline, key, slice of the conversation); ``None`` if not one."""
+        if type(value) is not dict:
+            return None
+        for key in self.conversation_channels:
+            items = _keyed_messages(value.get(key))
+            if items is None:
+                continue
+            rest = self._dump({k: v for k, v in value.items() if k != key})
+            if len(rest[1]) > self.inline_limit:
+                return None
+            encoded = [self._encode(m) for m in items]
+            sl = self._append_write(t, ns, parent, key, encoded, type(value[key]) is list)
+            if sl is None:
+                return None
+            return (_DICT, rest[0], rest[1], key, sl)
+        return None
+
+    def _encode(self, item: Any) -> bytes:
+        typ, data = self._dump(item)
+        return typ.encode() + b"\0" + data
+
+    def _append_write(
+        self, t: _Thread, ns: str, cp_id: Optional[str], ch: str, encoded: list[bytes], was_list: bool
+    ) -> Optional[tuple]:
+        """Messages with ids written to a conversation channel of the latest
+        checkpoint ``cp_id``: ``add_messages`` appends them unchanged, so
+        they go to the end of the conversation now (unless they are already
+        there, past the checkpoint's prefix, from the same input), and the
+        next checkpoint finds them there instead of storing them again.
+        ``None`` when that does not apply (the value is stored as such)."""
+        last = t.last.get(ns)
+        if cp_id is None or last is None or last[0] != cp_id:
+            if cp_id is not None or last is not None:
+                return None
+            head_ref = None
+        else:
+            head_ref = last[1].get(ch)
+        c = t.convs.get((ns, ch))
+        if head_ref is not None and head_ref[1] == _CONV:
+            if c is None or c.id != head_ref[2]:
+                return None
+            prefix = head_ref[3]
+        elif head_ref is not None and head_ref[1] != _EMPTY:
+            return None
+        elif c is None:
+            c = _Conv(self.store.create_conversation(t.agent), array("q"))
+            t.convs[(ns, ch)] = c
+            prefix = 0
+        else:
+            prefix = 0
+        hashes = self._conv_hashes(c)
+        new = [hash(m) for m in encoded]
+        k = len(new)
+        if len(hashes) - prefix >= k and list(hashes[len(hashes) - k :]) == new:
+            return (_SLICE, c.id, len(hashes) - k, k, was_list)
+        start = len(hashes)
+        for m, h in zip(encoded, new):
+            self.store.append(c.id, m)
+            hashes.append(h)
+        return (_SLICE, c.id, start, k, was_list)
 
     def delete_thread(self, thread_id: str) -> None:
         """Forget a thread: its agent and everything it holds are released."""
@@ -611,6 +714,12 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                 units.add(ref[at])
             return (*ref[: at + 1], own)
 
+        def fork_slice(ref: Sequence) -> tuple:
+            if ref[1] not in convs:
+                n = self.store.conversation_len(ref[1])
+                convs[ref[1]] = self.store.fork_conversation(dst.agent, ref[1], n)
+            return (_SLICE, convs[ref[1]], *ref[2:])
+
         for rec in records:
             if rec[0] == _CP:
                 refs = {}
@@ -622,6 +731,8 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                         ref = (ref[0], _CONV, convs[ref[2]], ref[3])
                     elif ref[1] == _UNIT:
                         ref = unit(ref, 3)
+                    elif ref[1] == _DICT:
+                        ref = (*ref[:5], fork_slice(ref[5]))
                     refs[ch] = tuple(ref)
                 rec = [*rec[:8], refs]
                 i = self._append(dst, rec)
@@ -629,6 +740,8 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
             else:
                 if rec[7][0] == _UNIT:
                     rec = [*rec[:7], unit(rec[7], 2)]
+                elif rec[7][0] == _SLICE:
+                    rec = [*rec[:7], fork_slice(rec[7])]
                 self._append(dst, rec)
                 dst.stray.add((rec[1], rec[2]))
         for key, c in src.convs.items():
@@ -740,14 +853,27 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         self.prune(thread_ids, strategy=strategy)
 
-    def get_next_version(self, current: Optional[str], channel: None) -> str:
+    def get_next_version(self, current: Optional[Union[int, str]], channel: None) -> int:
+        """Versions are small integers (they are in every record); a put
+        resolves an unchanged channel through its parent checkpoint, so
+        equal numbers on two branches do not mix."""
         if current is None:
-            current_v = 0
-        elif isinstance(current, int):
-            current_v = current
-        else:
-            current_v = int(current.split(".")[0])
-        return f"{current_v + 1:032}.{random.random():016}"
+            return 1
+        if isinstance(current, int):
+            return current + 1
+        return int(str(current).split(".")[0]) + 1
+
+
+def _keyed_messages(value: Any) -> Optional[list]:
+    """The messages of a write value if all carry ids (a message or a list
+    of them), else ``None``."""
+    items = value if type(value) is list else [value]
+    if not items:
+        return None
+    for m in items:
+        if not isinstance(m, BaseMessage) or not m.id:
+            return None
+    return items
 
 
 def _unowned(ref: Sequence) -> tuple:
