@@ -174,9 +174,7 @@ class AgentmemStore(BaseStore):
                 continue
             for key in items:
                 item = self._item(ns, key, SearchItem)
-                if op.filter and not all(
-                    _compare_values(item.value.get(k), v) for k, v in op.filter.items()
-                ):
+                if op.filter and not all(_matches(item.value.get(k), v) for k, v in op.filter.items()):
                     continue
                 hits.append(item)
         hits.sort(key=lambda i: i.updated_at, reverse=True)
@@ -211,3 +209,12 @@ class AgentmemStore(BaseStore):
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         return self.batch(ops)
+
+
+def _matches(value: Any, condition: Any) -> bool:
+    """LangGraph's filter comparison; a value that cannot be compared (a
+    missing field against ``$gt``) does not match instead of raising."""
+    try:
+        return _compare_values(value, condition)
+    except (TypeError, ValueError):
+        return False
