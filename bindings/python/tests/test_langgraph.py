@@ -133,6 +133,13 @@ def test_bad_input():
     cp = dict(latest.checkpoint, id=str(uuid.uuid4()), channel_values={"x": object()}, channel_versions={"x": 1})
     with pytest.raises(TypeError, match="cannot serialize"):
         saver.put(latest.config, cp, {}, {"x": 1})
+    (conv,) = conversations(saver, "t")
+    n = saver.store.conversation_len(conv)
+    grown = latest.checkpoint["channel_values"]["messages"] + [HumanMessage("new", id="new")]
+    cp = dict(cp, channel_values={"messages": grown, "x": object()}, channel_versions={"messages": 9, "x": 1})
+    with pytest.raises(TypeError, match="cannot serialize"):
+        saver.put(latest.config, cp, {}, {"messages": 9, "x": 1})
+    assert saver.store.conversation_len(conv) == n
     with pytest.raises(TypeError, match="cannot serialize"):
         saver.put_writes(latest.config, [("x", object())], "task")
     # Nothing half-written.

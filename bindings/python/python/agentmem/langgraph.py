@@ -316,9 +316,9 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                 f"cannot serialize a value of type {type(value).__name__} for the checkpoint: {e}"
             ) from e
 
-    def _store_value(self, t: _Thread, value: Any) -> tuple:
+    def _store_value(self, t: _Thread, typed: tuple[str, bytes]) -> tuple:
         """(kind, ...) of a serialized value: inline or a unit (owned)."""
-        typ, data = self._dump(value)
+        typ, data = typed
         if len(data) <= self.inline_limit:
             return (_INLINE, typ, data)
         return (_UNIT, typ, self.store.put(t.agent, "blob", data), True)
@@ -336,12 +336,9 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
             c.hashes = array("q", (hash(m) for m in self.store.read_messages(c.id)))
         return c.hashes
 
-    def _store_list(self, t: _Thread, ns: str, channel: str, items: list) -> tuple[int, int]:
-        """Store a list value as a conversation prefix; (conversation, length)."""
-        encoded = []
-        for item in items:
-            typ, data = self._dump(item)
-            encoded.append(typ.encode() + b"\0" + data)
+    def _store_list(self, t: _Thread, ns: str, channel: str, encoded: list[bytes]) -> tuple[int, int]:
+        """Store a list value (its items encoded) as a conversation prefix;
+        (conversation, length)."""
         hashes = [hash(m) for m in encoded]
         c = t.convs.get((ns, channel))
         if c is not None:
@@ -360,7 +357,7 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
             self.store.append(c.id, m)
             c.hashes.append(h)
         t.convs[(ns, channel)] = c
-        return c.id, len(items)
+        return c.id, len(encoded)
 
     def _load_list(self, conv: int, length: int, start: int = 0) -> list:
         out = []
@@ -525,6 +522,7 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
         # before anything is written.
         cp_typed = self._dump(c)
         md_typed = self._dump(get_checkpoint_metadata(config, metadata))
+        prepared = {ch: self._prepare(ch, values[ch]) for ch in new_versions if ch in values}
         with self._lock:
             t = self._thread(thread_id, create=True)
             self._touch(t)
@@ -544,14 +542,10 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                 if ref is not None:
                     refs[ch] = _unowned(ref)
             for ch, ver in new_versions.items():
-                if ch not in values:
+                if ch not in prepared:
                     refs[ch] = (ver, _EMPTY)
-                elif ch in self.conversation_channels and type(values[ch]) is list:
-                    refs[ch] = (ver, _CONV, *self._store_list(t, ns, ch, values[ch]))
-                elif (ref := self._store_input(t, ns, parent, values[ch])) is not None:
-                    refs[ch] = (ver, *ref)
                 else:
-                    refs[ch] = (ver, *self._store_value(t, values[ch]))
+                    refs[ch] = (ver, *self._store_prepared(t, ns, ch, parent, prepared[ch]))
             rec = [_CP, ns, checkpoint["id"], parent, cp_typed[0], cp_typed[1], md_typed[0], md_typed[1], refs]
             i = self._append(t, rec)
             self._note_checkpoint(t, rec, i)
@@ -613,25 +607,34 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
                         ref = (_UNIT, typ, self.store.put(t.agent, "blob", data), True)
                 self._append(t, [_WR, ns, cp_id, task_id, task_path, WRITES_IDX_MAP.get(ch, idx), ch, ref])
 
-    def _store_input(self, t: _Thread, ns: str, parent: Optional[str], value: Any) -> Optional[tuple]:
-        """A dict holding messages with ids under a conversation channel's
-        name (a graph input, the ``__start__`` channel) as (_DICT, the other
-        keys inline, key, slice of the conversation); ``None`` if not one."""
-        if type(value) is not dict:
-            return None
-        for key in self.conversation_channels:
-            items = _keyed_messages(value.get(key))
-            if items is None:
-                continue
-            rest = self._dump({k: v for k, v in value.items() if k != key})
-            if len(rest[1]) > self.inline_limit:
-                return None
-            encoded = [self._encode(m) for m in items]
-            sl = self._append_write(t, ns, parent, key, encoded, type(value[key]) is list)
-            if sl is None:
-                return None
-            return (_DICT, rest[0], rest[1], key, sl)
-        return None
+    def _prepare(self, ch: str, value: Any) -> tuple:
+        """Serialize a channel value before anything is written: ("list",
+        encoded items), ("input", key, rest, encoded items, was a list) for a
+        dict holding messages with ids under a conversation channel's name
+        (a graph input, the ``__start__`` channel), or ("value", typed)."""
+        if ch in self.conversation_channels and type(value) is list:
+            return ("list", [self._encode(m) for m in value])
+        if type(value) is dict:
+            for key in self.conversation_channels:
+                items = _keyed_messages(value.get(key))
+                if items is None:
+                    continue
+                rest = self._dump({k: v for k, v in value.items() if k != key})
+                if len(rest[1]) <= self.inline_limit:
+                    encoded = [self._encode(m) for m in items]
+                    return ("input", key, rest, encoded, type(value[key]) is list, self._dump(value))
+        return ("value", self._dump(value))
+
+    def _store_prepared(self, t: _Thread, ns: str, ch: str, parent: Optional[str], p: tuple) -> tuple:
+        if p[0] == "list":
+            return (_CONV, *self._store_list(t, ns, ch, p[1]))
+        if p[0] == "input":
+            _, key, rest, encoded, was_list, whole = p
+            sl = self._append_write(t, ns, parent, key, encoded, was_list)
+            if sl is not None:
+                return (_DICT, rest[0], rest[1], key, sl)
+            return self._store_value(t, whole)
+        return self._store_value(t, p[1])
 
     def _encode(self, item: Any) -> bytes:
         typ, data = self._dump(item)
