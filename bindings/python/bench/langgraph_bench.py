@@ -29,6 +29,11 @@ latency p50/p99 (``get_tuple`` of the latest checkpoint of a parked thread).
 
     target/py-venv/bin/python bindings/python/bench/langgraph_bench.py \\
         --conversations 100 800 [--agentmemd target/release/agentmemd]
+
+Needs, besides the ``agentmem[langgraph]`` install (``scripts/test-bindings.sh
+python`` makes one in ``target/py-venv``): ``pip install
+langgraph-checkpoint-sqlite==3.1.2 zstandard``, and agentmemd built
+(``cargo build --release -p agentmem-daemon``).
 """
 
 import argparse
@@ -162,12 +167,13 @@ def child(kind: str, n: int, workdir: str, socket: str | None, daemon_pid: int |
         if hasattr(saver, "pause_thread"):
             saver.pause_thread(f"t{c}")
     replay_s = time.perf_counter() - t_start
-    del msgs
 
+    # Measured with the replayed messages still alive, as at rss0.
     gc.collect()
     agentmem.release_free_memory()
     rss1 = rss_bytes()
     d_rss1 = rss_bytes(daemon_pid) if daemon_pid else 0
+    del msgs
 
     resumes = []
     for c in range(n):

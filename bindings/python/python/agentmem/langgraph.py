@@ -266,10 +266,16 @@ class AgentmemSaver(BaseCheckpointSaver[str]):
         """Rebuild a reopened thread's Python side from its log."""
         records = self.store.read_messages(t.log)
         t.log_len = len(records)
+        t.state = "restored"  # the first use sets it active
         for i, raw in enumerate(records):
             rec = _unpack(raw)
             if rec[0] == _CP:
                 self._note_checkpoint(t, rec, i)
+                t.stray.discard((rec[1], rec[2]))
+            else:
+                head = t.heads.get(rec[1])
+                if head is None or head[0] != rec[2]:
+                    t.stray.add((rec[1], rec[2]))
 
     # ---- threads ---------------------------------------------------------
 
