@@ -122,6 +122,13 @@ export declare class Store {
   markHot(agent: number, id: string): void
   /** Start a conversation owned by an agent; returns its id. */
   createConversation(agent: number): number
+  /**
+   * A new conversation owned by `agent` holding the first `at`
+   * messages of `conversation`; returns its id. The embedded store
+   * shares the parent's sealed chunks instead of copying them. Throws
+   * `AGENTMEM_OUT_OF_RANGE` if `at` is past the end.
+   */
+  forkConversation(agent: number, conversation: number, at: number): number
   /** Append a message; returns its index. */
   append(conversation: number, message: Buffer | string): number
   /** Number of messages in a conversation. */

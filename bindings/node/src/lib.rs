@@ -369,6 +369,20 @@ impl Store {
             .0)
     }
 
+    /// A new conversation owned by `agent` holding the first `at`
+    /// messages of `conversation`; returns its id. The embedded store
+    /// shares the parent's sealed chunks instead of copying them. Throws
+    /// `AGENTMEM_OUT_OF_RANGE` if `at` is past the end.
+    #[napi]
+    pub fn fork_conversation(&self, agent: u32, conversation: u32, at: i64) -> Result<u32> {
+        let at = index(at, "at")?;
+        Ok(self
+            .b()?
+            .fork_conversation(agent_id(agent), ConversationId(conversation), at)
+            .map_err(js)?
+            .0)
+    }
+
     /// Append a message; returns its index.
     #[napi]
     pub fn append(&self, conversation: u32, message: Either<Buffer, String>) -> Result<i64> {

@@ -304,6 +304,23 @@ impl Store {
             .map(|c| c.0)
     }
 
+    /// A new conversation owned by `agent` holding the first `at` messages
+    /// of `conversation`; returns its id. The embedded store shares the
+    /// parent's sealed chunks instead of copying them. Raises
+    /// `OutOfRangeError` if `at` is past the end.
+    fn fork_conversation(
+        &self,
+        py: Python<'_>,
+        agent: u32,
+        conversation: u32,
+        at: u64,
+    ) -> PyResult<u32> {
+        self.call(py, |b| {
+            b.fork_conversation(AgentId(agent), ConversationId(conversation), at)
+        })
+        .map(|c| c.0)
+    }
+
     /// Delete a conversation.
     fn delete_conversation(&self, py: Python<'_>, conversation: u32) -> PyResult<()> {
         self.call(py, |b| b.delete_conversation(ConversationId(conversation)))

@@ -205,6 +205,15 @@ impl Backend for EmbeddedBackend {
         Ok(self.store.read_messages(conversation, range)?)
     }
 
+    fn fork_conversation(
+        &self,
+        agent: AgentId,
+        parent: ConversationId,
+        at: u64,
+    ) -> Result<ConversationId> {
+        Ok(self.store.fork_conversation(agent, parent, at)?)
+    }
+
     fn delete_conversation(&self, conversation: ConversationId) -> Result<()> {
         Ok(self.store.delete_conversation(conversation)?)
     }

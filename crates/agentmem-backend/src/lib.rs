@@ -73,6 +73,31 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn read_messages(&self, conversation: ConversationId, range: Range<u64>) -> Result<Vec<Bytes>>;
     /// Delete a conversation.
     fn delete_conversation(&self, conversation: ConversationId) -> Result<()>;
+    /// A new conversation owned by `agent` holding the first `at` messages
+    /// of `parent` ([`ErrorKind::OutOfRange`] past its end). The embedded
+    /// store shares the parent's sealed chunks; this default, used where
+    /// the protocol has no fork, copies the messages.
+    fn fork_conversation(
+        &self,
+        agent: AgentId,
+        parent: ConversationId,
+        at: u64,
+    ) -> Result<ConversationId> {
+        let len = self.conversation_len(parent)?;
+        if at > len {
+            return Err(Error::Store(agentmem_core::Error::OutOfRange {
+                conversation: parent,
+                len,
+                what: format!("fork at {at}"),
+            }));
+        }
+        let messages = self.read_messages(parent, 0..at)?;
+        let id = self.create_conversation(agent)?;
+        for m in &messages {
+            self.append(id, m)?;
+        }
+        Ok(id)
+    }
     /// The seed's summary figures.
     fn mem_stats(&self) -> Result<MemStats>;
     /// Make what was written durable before the backend goes away (an

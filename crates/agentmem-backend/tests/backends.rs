@@ -161,6 +161,18 @@ fn conformance(b: &dyn Backend, max_unit: usize) {
         ErrorKind::UnknownConversation
     );
 
+    // A fork holds the parent's first `at` messages and grows on its own.
+    let fork = b.fork_conversation(a, conv, 60).unwrap();
+    assert_eq!(b.conversation_len(fork).unwrap(), 60);
+    assert_eq!(b.append(fork, b"f60").unwrap(), 60);
+    assert_eq!(&b.read_messages(fork, 59..61).unwrap()[0][..], b"m59");
+    assert_eq!(&b.read_messages(fork, 60..61).unwrap()[0][..], b"f60");
+    assert_eq!(&b.read_messages(conv, 60..61).unwrap()[0][..], b"m60");
+    assert_eq!(
+        b.fork_conversation(a, conv, 101).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+
     // A released agent is gone.
     b.release_agent(c).unwrap();
     assert_eq!(b.get(c, &pa).unwrap_err().kind(), ErrorKind::UnknownAgent);
