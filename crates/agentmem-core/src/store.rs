@@ -37,6 +37,9 @@ const NIL: u32 = u32::MAX;
 const DELTA_CANDIDATES: usize = 64;
 /// Longest chain of deltas (each decoded against the previous) allowed.
 const MAX_CHAIN: u32 = 4;
+/// Units written to the cold tier per round of a spill (one lock hold to
+/// choose them, one to install them).
+const SPILL_BATCH: usize = 64;
 
 /// The name of a unit: BLAKE3 of its bytes, keyed by its dedup domain.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1291,7 +1294,11 @@ impl Store {
         self.inner.cold_error.lock().clone()
     }
 
-    /// [`Store::spill`] with `cold_io` held.
+    /// [`Store::spill`] with `cold_io` held. Every victim taken from the
+    /// warm policy goes back to it unless its bytes went to disk: those
+    /// that must stay in RAM (delta bases and deltas) after each round,
+    /// those not written when a put fails (with the pending delete the
+    /// batch superseded), so a full disk never leaves units stuck in RAM.
     fn spill_locked(&self) -> Result<()> {
         let budget = self.cfg().ram_budget;
         for _ in 0..1024 {
@@ -1302,29 +1309,38 @@ impl Store {
                     (st.tier_bytes(Tier::Hot) + st.tier_bytes(Tier::Warm)).saturating_sub(budget);
                 let now = self.now();
                 let mut batch = Vec::new();
-                while excess > 0 && batch.len() < 256 {
+                let mut kept = Vec::new();
+                while excess > 0 && batch.len() < SPILL_BATCH {
                     let Some(UnitKey(k)) = st.warm_policy.victim(now) else {
                         break;
                     };
                     let Some(u) = st.units.get(k as usize).and_then(Option::as_ref) else {
                         continue;
                     };
+                    let Body::Warm(f) = &u.body else { continue };
                     // Delta bases and deltas stay in RAM: decoding one must
-                    // never need disk I/O under the lock.
+                    // never need disk I/O for its base. They go back to the
+                    // policy after this round (a base whose deltas all go
+                    // becomes a victim like any other unit).
                     if u.dependents > 0 || u.base != NIL {
+                        kept.push(k);
                         continue;
                     }
-                    let Body::Warm(f) = &u.body else { continue };
                     excess = excess.saturating_sub(f.bytes.len() as u64);
                     if let Some((len, enc)) = u.disk {
                         // Its bytes are on disk already: nothing to write.
                         st.set_body(k, Body::Cold(len, enc));
                         continue;
                     }
-                    let key = u.cold_key();
-                    batch.push((k, u.generation, key, f.clone()));
-                    // A put supersedes a pending delete of the same record.
-                    st.cold_deletes.remove(&key);
+                    let (key, generation, frame) = (u.cold_key(), u.generation, f.clone());
+                    // A put supersedes a pending delete of the same record
+                    // (restored if the put fails).
+                    let superseded = st.cold_deletes.remove(&key);
+                    batch.push((k, generation, key, frame, superseded));
+                }
+                for k in kept {
+                    let v = st.view(k, now);
+                    st.warm_policy.insert(&v);
                 }
                 (cold, batch)
             };
@@ -1334,14 +1350,15 @@ impl Store {
             let mut written: Vec<(u32, u32, ContentId, u32, Encoding)> =
                 Vec::with_capacity(batch.len());
             let mut failed = None;
-            for (k, generation, key, frame) in batch {
+            let mut batch = batch.into_iter();
+            for (k, generation, key, frame, superseded) in batch.by_ref() {
                 let rec = ColdRecord {
                     id: *key.as_bytes(),
                     encoding: frame.encoding.tag(),
                     bytes: frame.bytes.to_vec(),
                 };
                 if let Err(e) = cold.put(&rec) {
-                    failed = Some((k, e));
+                    failed = Some((e, vec![(k, generation, key, superseded)]));
                     break;
                 }
                 written.push((k, generation, key, frame.bytes.len() as u32, frame.encoding));
@@ -1361,14 +1378,21 @@ impl Store {
                     st.cold_deletes.insert(key);
                 }
             }
-            if let Some((k, e)) = failed {
-                // Put it back in the running so it is tried again.
-                if st.units[k as usize]
-                    .as_ref()
-                    .is_some_and(|u| matches!(u.body, Body::Warm(_)))
-                {
-                    let v = st.view(k, self.now());
-                    st.warm_policy.insert(&v);
+            if let Some((e, mut unwritten)) = failed {
+                unwritten.extend(batch.map(|(k, g, key, _, superseded)| (k, g, key, superseded)));
+                let now = self.now();
+                for (k, generation, key, superseded) in unwritten {
+                    if superseded {
+                        st.cold_deletes.insert(key);
+                    }
+                    // Back in the running, so it is tried again. A unit
+                    // that changed meanwhile is already where it belongs.
+                    if st.units[k as usize].as_ref().is_some_and(|u| {
+                        u.generation == generation && matches!(u.body, Body::Warm(_))
+                    }) {
+                        let v = st.view(k, now);
+                        st.warm_policy.insert(&v);
+                    }
                 }
                 return Err(Error::Cold(e));
             }
