@@ -301,6 +301,7 @@ impl StoreBuilder {
             dedup_hits: 0,
             dedup_bytes: 0,
             delta_units: 0,
+            generation: 0,
         };
         let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
         let store = Store {
@@ -432,9 +433,10 @@ struct Inner {
     /// The redo log of a store opened from a directory (set once its log
     /// is replayed; unset while replaying, so replay logs nothing).
     redo: std::sync::OnceLock<Arc<redo::Log>>,
-    /// Held shared by operations that change the store in more than one
-    /// locked step (fork), exclusively by a checkpoint: its image never
-    /// shows half an operation.
+    /// Held exclusively by a checkpoint. Every operation is now checked,
+    /// logged and applied in one hold of the state lock (a fork reads the
+    /// parent's messages first), so no operation takes it shared any more
+    /// and an image never shows half an operation.
     gate: parking_lot::RwLock<()>,
     durability: Durability,
     clock: Arc<dyn Clock>,
@@ -627,6 +629,17 @@ struct State {
     dedup_hits: u64,
     dedup_bytes: u64,
     delta_units: u64,
+    /// The last generation given to a unit body. Store-wide, so a slot
+    /// freed and reused meanwhile never matches a generation taken before.
+    generation: u32,
+}
+
+/// A conversation's open chunk after an append, computed before the append
+/// is logged.
+struct NextChunk {
+    bytes: Vec<u8>,
+    framing: u16,
+    full: bool,
 }
 
 /// A decode to do outside the lock.
@@ -687,6 +700,13 @@ impl Pending {
 }
 
 impl State {
+    /// A generation no unit body had before (never 0, which restored
+    /// units start with).
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation
+    }
+
     fn unit(&self, k: u32) -> &Unit {
         self.units[k as usize].as_ref().expect("live unit")
     }
@@ -858,7 +878,8 @@ impl State {
         u.body = body;
         u.logical = logical;
         u.check = check;
-        u.generation = u.generation.wrapping_add(1);
+        self.generation = self.generation.wrapping_add(1).max(1);
+        u.generation = self.generation;
         let (new_tier, new_stored) = (u.tier(), u.stored());
         self.count(kind, old_tier, old_logical, old_stored, false);
         self.count(kind, new_tier, u64::from(logical), new_stored, true);
@@ -1056,8 +1077,11 @@ impl Store {
         self.inner.clock.now()
     }
 
-    /// Log a mutating operation (under the state lock, after it
-    /// succeeded). Returns the log position to [`Store::commit`] to.
+    /// Log a mutating operation, under the state lock, after every check
+    /// that could refuse it and before any change it makes: an operation
+    /// the log refuses is not applied, and an applied one is logged (in
+    /// apply order). Nothing after the log call may fail. Returns the log
+    /// position to [`Store::commit`] to.
     fn log(&self, _st: &State, op: &Op<'_>) -> Result<u64> {
         match self.inner.redo.get() {
             Some(l) => Ok(l.append(op)? + 1),
@@ -1143,6 +1167,18 @@ impl Store {
     ) -> Result<AgentId> {
         let now = self.now();
         let mut st = self.inner.state.lock();
+        let id = u32::try_from(st.agents.len())
+            .ok()
+            .filter(|&i| i < NIL)
+            .ok_or_else(|| Error::Config("too many agents".into()))?;
+        let pos = self.log(
+            &st,
+            &Op::Register {
+                name,
+                tenant: &tenant.0,
+                importance,
+            },
+        )?;
         let next = st.tenants.len() as u32;
         let secret = self.cfg().secret;
         let t = st
@@ -1155,10 +1191,6 @@ impl Store {
                 (next, *h.finalize().as_bytes())
             })
             .0;
-        let id = u32::try_from(st.agents.len())
-            .ok()
-            .filter(|&i| i < NIL)
-            .ok_or_else(|| Error::Config("too many agents".into()))?;
         st.agents.push(Agent {
             name: name.to_string(),
             tenant: t,
@@ -1172,14 +1204,6 @@ impl Store {
         let v = st.agent_view(id);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
-        let pos = self.log(
-            &st,
-            &Op::Register {
-                name,
-                tenant: &tenant.0,
-                importance,
-            },
-        )?;
         drop(st);
         self.commit(pos)?;
         Ok(AgentId(id))
@@ -1228,13 +1252,9 @@ impl Store {
         let now = self.now();
         let level = self.cfg().level;
         let mut st = self.inner.state.lock();
-        st.agent(agent)?;
-        let ag = &mut st.agents[agent.0 as usize];
-        if ag.state == state {
+        if st.agent(agent)?.state == state {
             return Ok(());
         }
-        ag.state = state;
-        ag.since = now;
         let pos = self.log(
             &st,
             &Op::SetState {
@@ -1242,6 +1262,9 @@ impl Store {
                 state,
             },
         )?;
+        let ag = &mut st.agents[agent.0 as usize];
+        ag.state = state;
+        ag.since = now;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
@@ -1249,7 +1272,9 @@ impl Store {
             let units = st.agents[agent.0 as usize].units.clone();
             for k in units {
                 if matches!(st.unit(k).body, Body::Hot(..)) && st.all_owners_parked(k) {
-                    st.demote(k, level)?;
+                    if let Err(e) = st.demote(k, level) {
+                        tracing::warn!(%agent, "a unit of a parked agent stays hot: {e}");
+                    }
                 }
             }
         }
@@ -1430,10 +1455,6 @@ impl Store {
     pub fn set_importance(&self, agent: AgentId, importance: Importance) -> Result<()> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
-        st.agents[agent.0 as usize].importance = importance;
-        let v = st.agent_view(agent.0);
-        st.hot_policy.agent_changed(&v);
-        st.warm_policy.agent_changed(&v);
         let pos = self.log(
             &st,
             &Op::SetImportance {
@@ -1441,6 +1462,10 @@ impl Store {
                 importance,
             },
         )?;
+        st.agents[agent.0 as usize].importance = importance;
+        let v = st.agent_view(agent.0);
+        st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         drop(st);
         self.commit(pos)
     }
@@ -1576,8 +1601,9 @@ impl Store {
     pub fn release_agent(&self, agent: AgentId) -> Result<()> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
+        let pos = self.log(&st, &Op::ReleaseAgent { agent: agent.0 })?;
         for c in st.agents[agent.0 as usize].conversations.clone() {
-            Self::delete_conversation_locked(&mut st, ConversationId(c))?;
+            Self::delete_conversation_locked(&mut st, ConversationId(c));
         }
         for k in st.agents[agent.0 as usize].units.clone() {
             let n = st
@@ -1591,7 +1617,6 @@ impl Store {
             }
         }
         st.agents[agent.0 as usize].released = true;
-        let pos = self.log(&st, &Op::ReleaseAgent { agent: agent.0 })?;
         drop(st);
         self.commit(pos)
     }
@@ -1653,16 +1678,17 @@ impl Store {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
         if let Some(k) = st.lookup(&id) {
+            let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
             st.add_owner(k, agent.0);
             st.dedup_hits += 1;
             st.dedup_bytes += data.len() as u64;
             st.touch(k, now);
             self.record(&st, k, Some(agent.0), AccessOp::Put, now);
-            let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
             drop(st);
             self.commit(pos)?;
             return Ok(id);
         }
+        let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
         let mut base = NIL;
         if let Some(sketch) = &sketch {
             let best = st.candidates.get(&(kind, tenant)).and_then(|c| {
@@ -1677,6 +1703,7 @@ impl Store {
                 }
             }
         }
+        let generation = st.next_generation();
         let k = st.alloc(Unit {
             id,
             body: Body::Hot(Bytes::copy_from_slice(data), None),
@@ -1691,7 +1718,7 @@ impl Store {
             kind,
             open: false,
             disk: None,
-            generation: 0,
+            generation,
         });
         if base != NIL {
             st.unit_mut(base).dependents += 1;
@@ -1709,8 +1736,7 @@ impl Store {
         let v = st.view(k, now);
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
-        let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
-        self.after_write(st, kind, data, now)?;
+        self.after_write(st, kind, data, now);
         self.commit(pos)?;
         self.spill_best_effort();
         Ok(id)
@@ -1725,7 +1751,7 @@ impl Store {
         kind: Kind,
         sample: &[u8],
         now: Timestamp,
-    ) -> Result<()> {
+    ) {
         let train_after = self.cfg().train_after;
         let c = &mut st.codecs[kind.index()];
         let mut to_train = None;
@@ -1741,12 +1767,24 @@ impl Store {
                 ));
             }
         }
-        st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
         drop(st);
+        self.keep_hot_budget(now);
         if let Some((samples, sizes)) = to_train {
-            self.train(kind, &samples, &sizes)?;
+            // The write is applied and logged: a dictionary that fails to
+            // load only means the kind goes on compressing without one.
+            if let Err(e) = self.train(kind, &samples, &sizes) {
+                tracing::warn!(%kind, "trained dictionary refused: {e}");
+            }
         }
-        Ok(())
+    }
+
+    /// Demote the hot policy's victims while hot bytes exceed the hot
+    /// budget. Best effort: the operation that called it has succeeded.
+    fn keep_hot_budget(&self, now: Timestamp) {
+        let mut st = self.inner.state.lock();
+        if let Err(e) = st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now) {
+            tracing::warn!("units stay hot over the hot budget: {e}");
+        }
     }
 
     fn train(&self, kind: Kind, samples: &[u8], sizes: &[usize]) -> Result<()> {
@@ -1774,7 +1812,7 @@ impl Store {
     pub fn load_dictionary(&self, kind: Kind, version: u32, raw: &[u8]) -> Result<()> {
         let dict = Dictionary::load(kind, version, Bytes::copy_from_slice(raw), self.cfg().level)?;
         let mut st = self.inner.state.lock();
-        let c = &mut st.codecs[kind.index()];
+        let c = &st.codecs[kind.index()];
         if version as usize != c.versions.len() + 1 {
             return Err(Error::CorruptDictionary {
                 kind,
@@ -1782,8 +1820,8 @@ impl Store {
                 detail: format!("expected version {}", c.versions.len() + 1),
             });
         }
-        c.versions.push(Arc::new(dict));
         let pos = self.log(&st, &Op::LoadDictionary { kind, version, raw })?;
+        st.codecs[kind.index()].versions.push(Arc::new(dict));
         drop(st);
         self.commit(pos)
     }
@@ -1883,7 +1921,6 @@ impl Store {
             });
         }
         let _ = to_tenant;
-        st.add_owner(k, to.0);
         let pos = self.log(
             &st,
             &Op::Share {
@@ -1892,6 +1929,7 @@ impl Store {
                 to: to.0,
             },
         )?;
+        st.add_owner(k, to.0);
         drop(st);
         self.commit(pos)
     }
@@ -1903,8 +1941,7 @@ impl Store {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
         let k = st.lookup_held(id)?;
-        self.record(&st, k, Some(agent.0), AccessOp::Release, now);
-        if !st.drop_ref(k, agent.0) {
+        if !st.unit(k).owners.iter().any(|o| o.0 == agent.0) {
             return Err(Error::NotOwner {
                 agent,
                 id: id.to_hex(),
@@ -1917,6 +1954,8 @@ impl Store {
                 id: id.0,
             },
         )?;
+        self.record(&st, k, Some(agent.0), AccessOp::Release, now);
+        st.drop_ref(k, agent.0);
         drop(st);
         self.commit(pos)
     }
@@ -1971,8 +2010,8 @@ impl Store {
     pub fn create_conversation(&self, agent: AgentId) -> Result<ConversationId> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
-        let c = Self::new_conversation(&mut st, agent.0);
         let pos = self.log(&st, &Op::CreateConversation { agent: agent.0 })?;
+        let c = Self::new_conversation(&mut st, agent.0);
         drop(st);
         self.commit(pos)?;
         Ok(c)
@@ -2018,7 +2057,7 @@ impl Store {
                 break st;
             }
         };
-        let i = self.append_locked(&mut st, conversation, message, now)?;
+        let next = Self::prepare_append(&st, conversation, message)?;
         let pos = self.log(
             &st,
             &Op::Append {
@@ -2026,20 +2065,40 @@ impl Store {
                 data: message,
             },
         )?;
-        self.after_write(st, Kind::Conversation, message, now)?;
+        let i = self.apply_append(&mut st, conversation, next, now);
+        self.after_write(st, Kind::Conversation, message, now);
         self.commit(pos)?;
         self.spill_best_effort();
         Ok(i)
     }
 
-    fn append_locked(
+    /// The open chunk of a conversation with `message` appended: every
+    /// check an append can fail, done before it is logged.
+    fn prepare_append(st: &State, c: ConversationId, message: &[u8]) -> Result<NextChunk> {
+        let conv = Self::conv(st, c)?;
+        let old = if conv.tail == NIL {
+            Bytes::new()
+        } else {
+            st.plain_locked(conv.tail)?
+        };
+        let new = chunk::append(&old, message)?;
+        let n = chunk::count(&new)?;
+        Ok(NextChunk {
+            full: new.len() >= chunk::CHUNK_TARGET_BYTES || n >= chunk::CHUNK_MAX_MESSAGES,
+            framing: (4 * (n + 1)) as u16,
+            bytes: new,
+        })
+    }
+
+    /// Install a prepared append (cannot fail); returns the message's index.
+    fn apply_append(
         &self,
         st: &mut State,
         c: ConversationId,
-        message: &[u8],
+        next: NextChunk,
         now: Timestamp,
-    ) -> Result<u64> {
-        let conv = Self::conv(st, c)?;
+    ) -> u64 {
+        let conv = st.conversations[c.0 as usize].as_ref().expect("checked");
         let (agent, tail, index) = (conv.agent, conv.tail, conv.len);
         let tenant = st.agents[agent as usize].tenant;
         let tail = if tail == NIL {
@@ -2049,6 +2108,7 @@ impl Store {
             h.update(b"open chunk");
             h.update(&c.0.to_le_bytes());
             h.update(&index.to_le_bytes());
+            let generation = st.next_generation();
             let k = st.alloc(Unit {
                 id: ContentId(*h.finalize().as_bytes()),
                 body: Body::Hot(Bytes::new(), None),
@@ -2063,7 +2123,7 @@ impl Store {
                 kind: Kind::Conversation,
                 open: true,
                 disk: None,
-                generation: 0,
+                generation,
             });
             st.add_owner(k, agent);
             let conv = st.conversations[c.0 as usize].as_mut().expect("checked");
@@ -2075,19 +2135,16 @@ impl Store {
         } else {
             tail
         };
-        let old = st.plain_locked(tail)?;
-        let new = chunk::append(&old, message)?;
-        let n = chunk::count(&new)?;
-        let full = new.len() >= chunk::CHUNK_TARGET_BYTES || n >= chunk::CHUNK_MAX_MESSAGES;
         let was_hot = st.unit(tail).tier() == Tier::Hot;
         if st.unit(tail).disk.is_some() {
             let key = st.unit(tail).cold_key();
             st.cold_deletes.insert(key);
             st.unit_mut(tail).disk = None;
         }
-        let (len, check) = (new.len() as u32, check_of(&new));
-        st.replace_body(tail, Body::Hot(Bytes::from(new), None), len, check);
-        st.unit_mut(tail).framing = (4 * (n + 1)) as u16;
+        let (len, check) = (next.bytes.len() as u32, check_of(&next.bytes));
+        let plain = Bytes::from(next.bytes);
+        st.replace_body(tail, Body::Hot(plain.clone(), None), len, check);
+        st.unit_mut(tail).framing = next.framing;
         let v = st.view(tail, now);
         if was_hot {
             st.hot_policy.access(&v);
@@ -2098,21 +2155,21 @@ impl Store {
         self.record(st, tail, Some(agent), AccessOp::Append, now);
         let conv = st.conversations[c.0 as usize].as_mut().expect("checked");
         conv.len += 1;
-        if full {
-            self.seal(st, c, now)?;
+        if next.full {
+            self.seal(st, c, plain);
         }
-        Ok(index)
+        index
     }
 
-    /// Turn the open chunk into a content-addressed unit (or a reference to
-    /// an identical one, e.g. from a fork).
-    fn seal(&self, st: &mut State, c: ConversationId, _now: Timestamp) -> Result<()> {
-        let conv = Self::conv(st, c)?;
+    /// Turn the open chunk (whose plain bytes are `plain`) into a
+    /// content-addressed unit (or a reference to an identical one, e.g.
+    /// from a fork).
+    fn seal(&self, st: &mut State, c: ConversationId, plain: Bytes) {
+        let conv = st.conversations[c.0 as usize].as_ref().expect("checked");
         let (tail, first, agent) = (conv.tail, conv.tail_first, conv.agent);
         if tail == NIL {
-            return Ok(());
+            return;
         }
-        let plain = st.plain_locked(tail)?;
         let tenant = st.unit(tail).tenant;
         let key = st
             .tenants
@@ -2141,7 +2198,6 @@ impl Store {
         conv.chunks.push((sealed, first));
         conv.tail = NIL;
         conv.tail_first = conv.len;
-        Ok(())
     }
 
     /// Number of messages in a conversation.
@@ -2235,10 +2291,83 @@ impl Store {
         at: u64,
     ) -> Result<ConversationId> {
         let now = self.now();
-        let _gate = self.inner.gate.read();
-        let mut st = self.inner.state.lock();
+        // The messages past the last shared chunk (part of one chunk) are
+        // read outside the lock, then the fork is checked again, logged and
+        // applied in one lock hold. A parent whose open chunk was sealed
+        // meanwhile shares more chunks: read again.
+        let mut copied_from = None;
+        for _ in 0..16 {
+            let from = {
+                let st = self.inner.state.lock();
+                Self::fork_plan(&st, agent, parent, at)?.1
+            };
+            let rest = if copied_from == Some(from) {
+                None
+            } else {
+                copied_from = Some(from);
+                Some(self.read_messages(parent, from..at)?)
+            };
+            let Some(rest) = rest else { continue };
+            let mut st = self.inner.state.lock();
+            let (shared, from_now) = Self::fork_plan(&st, agent, parent, at)?;
+            if from_now != from {
+                continue;
+            }
+            // The rest fitted in one open chunk of the parent, so it fits
+            // in one here: preparing it is every check the appends make.
+            let mut next = Vec::with_capacity(rest.len());
+            let mut chunk_bytes = Vec::new();
+            for m in &rest {
+                chunk_bytes = chunk::append(&chunk_bytes, m)?;
+                let n = chunk::count(&chunk_bytes)?;
+                next.push(NextChunk {
+                    full: chunk_bytes.len() >= chunk::CHUNK_TARGET_BYTES
+                        || n >= chunk::CHUNK_MAX_MESSAGES,
+                    framing: (4 * (n + 1)) as u16,
+                    bytes: chunk_bytes.clone(),
+                });
+            }
+            // Logged in order with the conversation id it takes; replay
+            // copies the same messages (those before `at` never change).
+            let pos = self.log(
+                &st,
+                &Op::Fork {
+                    agent: agent.0,
+                    parent: parent.0,
+                    at,
+                },
+            )?;
+            let id = Self::new_conversation(&mut st, agent.0);
+            for &(k, _) in &shared {
+                st.add_owner(k, agent.0);
+            }
+            let conv = st.conversations[id.0 as usize].as_mut().expect("just made");
+            conv.chunks = shared;
+            conv.len = from;
+            conv.tail_first = from;
+            for n in next {
+                self.apply_append(&mut st, id, n, now);
+            }
+            drop(st);
+            self.keep_hot_budget(now);
+            self.commit(pos)?;
+            return Ok(id);
+        }
+        Err(Error::Config(format!(
+            "fork of {parent}: the parent kept changing; try again"
+        )))
+    }
+
+    /// Check a fork and return the chunks it shares and the index of the
+    /// first message it copies.
+    fn fork_plan(
+        st: &State,
+        agent: AgentId,
+        parent: ConversationId,
+        at: u64,
+    ) -> Result<(Vec<(u32, u64)>, u64)> {
         let tenant = st.agent(agent)?.tenant;
-        let p = Self::conv(&st, parent)?;
+        let p = Self::conv(st, parent)?;
         if at > p.len {
             return Err(Error::OutOfRange {
                 conversation: parent,
@@ -2260,54 +2389,29 @@ impl Store {
             .map(|(_, c)| *c)
             .collect();
         let copied_from = p.chunks.get(shared.len()).map_or(p.tail_first, |c| c.1);
-        let id = Self::new_conversation(&mut st, agent.0);
-        for &(k, _) in &shared {
-            st.add_owner(k, agent.0);
-        }
-        let conv = st.conversations[id.0 as usize].as_mut().expect("just made");
-        conv.chunks = shared;
-        conv.len = copied_from;
-        conv.tail_first = copied_from;
-        // Logged now, in order with the conversation id it took; replay
-        // copies the same messages (those before `at` never change).
-        let pos = self.log(
-            &st,
-            &Op::Fork {
-                agent: agent.0,
-                parent: parent.0,
-                at,
-            },
-        )?;
-        drop(st);
-        // The rest (part of one chunk) is appended message by message.
-        let rest = self.read_messages(parent, copied_from..at)?;
-        let mut st = self.inner.state.lock();
-        for m in rest {
-            self.append_locked(&mut st, id, &m, now)?;
-        }
-        st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
-        drop(st);
-        self.commit(pos)?;
-        Ok(id)
+        Ok((shared, copied_from))
     }
 
     /// Delete a conversation, releasing its chunks.
     pub fn delete_conversation(&self, conversation: ConversationId) -> Result<()> {
         let mut st = self.inner.state.lock();
-        Self::delete_conversation_locked(&mut st, conversation)?;
+        Self::conv(&st, conversation)?;
         let pos = self.log(
             &st,
             &Op::DeleteConversation {
                 conversation: conversation.0,
             },
         )?;
+        Self::delete_conversation_locked(&mut st, conversation);
         drop(st);
         self.commit(pos)
     }
 
-    fn delete_conversation_locked(st: &mut State, c: ConversationId) -> Result<()> {
-        Self::conv(st, c)?;
-        let conv = st.conversations[c.0 as usize].take().expect("checked");
+    /// Delete a conversation the caller checked exists.
+    fn delete_conversation_locked(st: &mut State, c: ConversationId) {
+        let Some(conv) = st.conversations[c.0 as usize].take() else {
+            return;
+        };
         for (k, _) in conv.chunks {
             st.drop_ref(k, conv.agent);
         }
@@ -2317,7 +2421,6 @@ impl Store {
         st.agents[conv.agent as usize]
             .conversations
             .retain(|&x| x != c.0);
-        Ok(())
     }
 
     // ---- upkeep and stats ---------------------------------------------

@@ -87,3 +87,70 @@ fn a_failed_spill_returns_every_victim_and_the_store_gets_back_under_budget() {
         assert_eq!(&store.get(id).unwrap()[..], &data[..]);
     }
 }
+
+/// A redo log that cannot take records (its file is `/dev/full`, so the
+/// first write fails and the log refuses everything after): every
+/// operation it refuses must leave the store as it was.
+#[test]
+fn an_operation_the_redo_log_refuses_is_not_applied() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full to make the redo log fail");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::builder()
+        .checkpoint_every(None)
+        .open(dir.path())
+        .unwrap();
+    let t = TenantId::new("t");
+    let a = s.register_agent("a", &t, Importance::default()).unwrap();
+    let b = s.register_agent("b", &t, Importance::default()).unwrap();
+    let kept = s
+        .put(a, Kind::ToolResult, &message(1, 1), Visibility::Private)
+        .unwrap();
+    let conv = s.create_conversation(a).unwrap();
+    s.append(conv, &message(1, 2)).unwrap();
+    s.sync().unwrap();
+    // The next log file the checkpoint starts is /dev/full.
+    let (seq, _) = s.log_position();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join(format!("redo-{seq:016x}.wal")))
+        .unwrap();
+    s.checkpoint().unwrap();
+    // The first write after it reaches the file and fails there.
+    assert!(s.put(a, Kind::Blob, b"first", Visibility::Private).is_err());
+    let before = s.stats();
+    let agents = s.agents().len();
+    // Every later operation is refused by the log: none may be applied.
+    assert!(s.register_agent("c", &t, Importance::default()).is_err());
+    assert!(s
+        .register_agent("d", &TenantId::new("new tenant"), Importance::default())
+        .is_err());
+    assert_eq!(s.agents().len(), agents);
+    assert!(s
+        .put(a, Kind::Blob, b"second", Visibility::Private)
+        .is_err());
+    assert!(s
+        .put(b, Kind::ToolResult, &message(1, 1), Visibility::Private)
+        .is_err());
+    assert_eq!(s.unit_info(&kept).unwrap().refs, 1);
+    assert!(s.share(a, &kept, b).is_err());
+    assert!(s.release(a, &kept).is_err());
+    assert_eq!(s.unit_info(&kept).unwrap().refs, 1);
+    assert!(s.append(conv, &message(1, 3)).is_err());
+    assert_eq!(s.conversation_len(conv).unwrap(), 1);
+    assert!(s.create_conversation(b).is_err());
+    assert!(s.fork_conversation(b, conv, 1).is_err());
+    assert!(s.delete_conversation(conv).is_err());
+    assert_eq!(s.read_all(conv).unwrap().len(), 1);
+    assert!(s.pause(a).is_err());
+    assert_eq!(s.agent_info(a).unwrap().state, AgentState::Active);
+    assert!(s.set_importance(a, Importance(9)).is_err());
+    assert_eq!(s.agent_info(a).unwrap().importance, Importance::default());
+    assert!(s.release_agent(b).is_err());
+    assert!(s.agent_info(b).is_ok());
+    let after = s.stats();
+    assert_eq!(after.mem.total_allocated, before.mem.total_allocated);
+    assert_eq!(after.conversations, before.conversations);
+    assert_eq!(after.dedup_hits, before.dedup_hits);
+    assert_eq!(&s.get(&kept).unwrap()[..], &message(1, 1)[..]);
+}
