@@ -187,11 +187,11 @@ impl Store {
                         })
                         .collect();
                     if todo.is_empty() {
-                        // The log restarts where the image stands.
-                        let seq = match self.inner.redo.get() {
-                            Some(l) => l.rotate()?,
-                            None => 0,
-                        };
+                        // The image covers every operation logged so far
+                        // (each is logged and applied in one hold of this
+                        // lock); the log switches files after the lock is
+                        // released, so its fsyncs stall no one.
+                        let seq = self.inner.redo.get().map_or(0, |l| l.logged());
                         let image = self.image(&st, seq);
                         let deletes = std::mem::take(&mut st.cold_deletes);
                         break 'ready (image, deletes);
@@ -238,6 +238,9 @@ impl Store {
                 "checkpoint: the store kept changing faster than its units could be written; try again",
             )));
         };
+        if let Some(l) = self.inner.redo.get() {
+            l.rotate()?;
+        }
         cold.sync().map_err(Error::Cold)?;
         let image_seq = image.log_seq;
         let bytes = postcard::to_stdvec(&image)

@@ -6,8 +6,9 @@
 //! being the postcard encoding of `(seq, Op)`. Operations are numbered from
 //! 0 in the order they changed the store (they are logged under the store's
 //! lock, so log order is apply order). A checkpoint captures its image at
-//! some `seq` and, under the same lock, starts a new file at `seq`; once the
-//! image is durable the older files are deleted. [`Store::open`] restores
+//! some `seq` under the same lock, then (outside it) starts a new file
+//! after the last record written, `seq` or later; once the image is
+//! durable the files wholly before `seq` are deleted. [`Store::open`] restores
 //! the image, then replays every record from the image's `seq` on, through
 //! the public API (so content ids and conversation ids come out the same).
 //! The first bad record (short, wrong checksum, undecodable) ends the log:
@@ -438,19 +439,22 @@ impl Log {
         Ok(())
     }
 
-    /// Start a new file at the current sequence number (call under the
-    /// store's lock, where the checkpoint takes its image). Everything
-    /// before it is written and fsynced first. Returns that number.
+    /// Start a new file after everything logged so far, which is written
+    /// and fsynced first; returns the number of the new file's first
+    /// operation. Called outside the store's lock, after the checkpoint
+    /// took its image at some earlier number: the records between that
+    /// number and this one stay in the old file, which
+    /// [`Log::truncate_before`] then keeps, and replay skips what the image
+    /// covers.
     pub(crate) fn rotate(&self) -> Result<u64> {
-        let seq = self.logged();
         if !self.enabled {
-            return Ok(seq);
+            return Ok(self.logged());
         }
         let mut io = self.io.lock();
         let (end, old) = self.write_locked(&mut io, u64::MAX)?;
         old.sync_data().map_err(|e| self.fail(e))?;
         self.durable.fetch_max(end, Ordering::AcqRel);
-        let path = self.dir.join(file_name(seq));
+        let path = self.dir.join(file_name(end));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -458,7 +462,7 @@ impl Log {
             .and_then(|f| sync_dir(&self.dir).map(|_| f))
             .map_err(Error::Cold)?;
         io.file = Arc::new(file);
-        Ok(seq)
+        Ok(end)
     }
 
     /// After the image taken at `seq` is durable: delete the files it

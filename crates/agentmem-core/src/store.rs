@@ -302,6 +302,8 @@ impl StoreBuilder {
             dedup_bytes: 0,
             delta_units: 0,
             generation: 0,
+            inflight: Default::default(),
+            inflight_bytes: 0,
         };
         let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
         let store = Store {
@@ -632,6 +634,11 @@ struct State {
     /// The last generation given to a unit body. Store-wide, so a slot
     /// freed and reused meanwhile never matches a generation taken before.
     generation: u32,
+    /// Hot units being compressed outside the lock: (generation planned,
+    /// hot bytes), so two threads never demote the same unit or more
+    /// than the excess.
+    inflight: hashbrown::HashMap<u32, (u32, u64)>,
+    inflight_bytes: u64,
 }
 
 /// A conversation's open chunk after an append, computed before the append
@@ -650,7 +657,8 @@ struct Pending {
     len: usize,
     check: u64,
     dict: Option<Arc<Dictionary>>,
-    base: Option<Bytes>,
+    /// A delta's base: its plain bytes, or how to decode them.
+    base: Option<Box<Source>>,
     /// Set when the frame is on the cold tier: where to fetch it from.
     cold: Option<(Arc<dyn ColdTier>, ContentId)>,
     /// The frame fetched from the cold tier, kept so that promoting the
@@ -688,7 +696,11 @@ impl Pending {
                 self.fetched.get_or_init(|| f)
             }
         };
-        let plain = codec::decompress(frame, self.len, self.dict.as_deref(), self.base.as_deref())?;
+        let base = match &self.base {
+            Some(b) => Some(b.bytes()?),
+            None => None,
+        };
+        let plain = codec::decompress(frame, self.len, self.dict.as_deref(), base.as_deref())?;
         if check_of(&plain) != self.check {
             return Err(Error::Corrupt {
                 what: "warm unit".into(),
@@ -698,6 +710,74 @@ impl Pending {
         Ok(Bytes::from(plain))
     }
 }
+
+/// A unit's plain bytes: at hand, or to decode outside the lock.
+enum Source {
+    Ready(Bytes),
+    Decode(Pending),
+}
+
+impl Source {
+    fn bytes(&self) -> Result<Bytes> {
+        match self {
+            Source::Ready(b) => Ok(b.clone()),
+            Source::Decode(p) => p.decode(),
+        }
+    }
+}
+
+/// A hot unit to compress into the warm tier outside the lock. While it is
+/// planned the unit is in [`State::inflight`], out of the hot policy.
+struct Demotion {
+    key: u32,
+    generation: u32,
+    kind: Kind,
+    plain: Bytes,
+    level: i32,
+    dict: Option<Arc<Dictionary>>,
+    /// A delta's base: its slot and plain bytes (or how to decode them).
+    base: Option<(u32, Source)>,
+    /// Install only if every owner is still parked (a pause's demotion).
+    parked: bool,
+}
+
+/// What compressing a [`Demotion`] gave.
+struct Demoted {
+    frame: Frame,
+    /// The delta did not pay: the unit stands alone from now on.
+    drop_base: bool,
+}
+
+impl Demotion {
+    /// The compression, outside the lock.
+    fn run(&self) -> Result<Demoted> {
+        let mut frame = codec::compress(
+            &self.plain,
+            codec::level_for(self.kind, self.level),
+            self.dict.as_deref(),
+        );
+        let mut drop_base = false;
+        if let Some((_, base)) = &self.base {
+            let reference = base.bytes()?;
+            match codec::compress_delta(&self.plain, &reference) {
+                Some(d) if d.len() < frame.bytes.len() => {
+                    frame = Frame {
+                        bytes: d,
+                        encoding: Encoding::Delta,
+                    }
+                }
+                _ => drop_base = true,
+            }
+        }
+        Ok(Demoted { frame, drop_base })
+    }
+}
+
+/// Units handled per lock hold when demoting, promoting or recompressing
+/// many at once (a pause, a resume, `maintain`): each hold plans or
+/// installs this many, the work between holds runs unlocked, and other
+/// agents' operations get the lock in between.
+const BATCH: usize = 16;
 
 impl State {
     /// A generation no unit body had before (never 0, which restored
@@ -842,6 +922,9 @@ impl State {
             return;
         }
         let u = self.units[k as usize].take().expect("live unit");
+        if let Some((_, bytes)) = self.inflight.remove(&k) {
+            self.inflight_bytes -= bytes;
+        }
         self.count(u.kind, u.tier(), u64::from(u.logical), u.stored(), false);
         self.hot_policy.remove(UnitKey(k));
         self.warm_policy.remove(UnitKey(k));
@@ -952,7 +1035,7 @@ impl State {
             Body::Warm(frame) => {
                 let dict = self.dictionary_for(u.kind, frame.encoding)?;
                 let base = if frame.encoding == Encoding::Delta {
-                    Some(self.plain_locked(u.base)?)
+                    Some(Box::new(self.source(u.base)?))
                 } else {
                     None
                 };
@@ -971,34 +1054,87 @@ impl State {
         }
     }
 
-    /// Compress a hot unit into the warm tier.
-    fn demote(&mut self, k: u32, level: i32) -> Result<()> {
+    /// A unit's plain bytes, or what is needed to decode them outside the
+    /// lock.
+    fn source(&self, k: u32) -> Result<Source> {
+        Ok(match self.pending(k)? {
+            Ok(b) => Source::Ready(b),
+            Err(p) => Source::Decode(p),
+        })
+    }
+
+    /// Take a hot unit out of the hot policy and plan its compression
+    /// outside the lock; a clean unit (its frame still valid) is demoted
+    /// here at no cost and `None` returned.
+    fn plan_demotion(&mut self, k: u32, level: i32, parked: bool) -> Result<Option<Demotion>> {
         let u = self.unit(k);
         let Body::Hot(plain, clean) = &u.body else {
-            return Ok(());
+            return Ok(None);
         };
+        if self.inflight.contains_key(&k) {
+            return Ok(None);
+        }
         if let Some(frame) = clean {
             let frame = frame.clone();
             self.hot_policy.remove(UnitKey(k));
             self.set_body(k, Body::Warm(frame));
-            return Ok(());
+            return Ok(None);
         }
-        let plain = plain.clone();
-        let kind = u.kind;
-        let base = u.base;
+        let (plain, kind, generation, base_k, bytes) =
+            (plain.clone(), u.kind, u.generation, u.base, u.stored());
         let dict = self.codecs[kind.index()].current().cloned();
-        let mut frame = codec::compress(&plain, codec::level_for(kind, level), dict.as_deref());
-        if base != NIL {
-            let reference = self.plain_locked(base)?;
-            match codec::compress_delta(&plain, &reference) {
-                Some(d) if d.len() < frame.bytes.len() => {
-                    frame = Frame {
-                        bytes: d,
-                        encoding: Encoding::Delta,
-                    }
+        let base = if base_k != NIL {
+            Some((base_k, self.source(base_k)?))
+        } else {
+            None
+        };
+        self.hot_policy.remove(UnitKey(k));
+        self.inflight.insert(k, (generation, bytes));
+        self.inflight_bytes += bytes;
+        Ok(Some(Demotion {
+            key: k,
+            generation,
+            kind,
+            plain,
+            level,
+            dict,
+            base,
+            parked,
+        }))
+    }
+
+    /// Install a demotion computed outside the lock, if the unit is still
+    /// the one planned, unchanged and (for a pause) still parked; else put
+    /// it back in the hot policy.
+    fn install_demotion(&mut self, d: Demotion, done: Result<Demoted>, now: Timestamp) {
+        let k = d.key;
+        match self.inflight.get(&k) {
+            Some(&(g, bytes)) if g == d.generation => {
+                self.inflight.remove(&k);
+                self.inflight_bytes -= bytes;
+            }
+            // Freed meanwhile (and maybe reused): nothing of it is ours.
+            _ => return,
+        }
+        let same = self.unit(k).generation == d.generation
+            && matches!(self.unit(k).body, Body::Hot(..))
+            && (!d.parked || self.all_owners_parked(k));
+        let done = match done {
+            Ok(done) if same => done,
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!("a unit stays hot: compressing it failed: {e}");
                 }
-                _ => {
-                    // The delta does not pay: stand alone from now on.
+                if matches!(self.unit(k).body, Body::Hot(..)) {
+                    let v = self.view(k, now);
+                    self.hot_policy.insert(&v);
+                }
+                return;
+            }
+        };
+        if done.drop_base {
+            if let Some((base, _)) = d.base {
+                if self.unit(k).base == base {
                     self.unit_mut(k).base = NIL;
                     self.delta_units -= 1;
                     self.unit_mut(base).dependents -= 1;
@@ -1006,9 +1142,42 @@ impl State {
                 }
             }
         }
-        self.hot_policy.remove(UnitKey(k));
-        self.set_body(k, Body::Warm(frame));
-        Ok(())
+        self.set_body(k, Body::Warm(done.frame));
+    }
+
+    /// Hot bytes over the hot budget, not counting those being demoted.
+    fn hot_excess(&self, budget: u64) -> u64 {
+        self.tier_bytes(Tier::Hot)
+            .saturating_sub(self.inflight_bytes)
+            .saturating_sub(budget)
+    }
+
+    /// Plan up to `max` demotions of the hot policy's victims while hot
+    /// bytes (less those being demoted) exceed `budget`.
+    fn plan_hot_victims(
+        &mut self,
+        budget: u64,
+        level: i32,
+        now: Timestamp,
+        max: usize,
+    ) -> Vec<Demotion> {
+        let mut out = Vec::new();
+        while out.len() < max && self.hot_excess(budget) > 0 {
+            let Some(UnitKey(k)) = self.hot_policy.victim(now) else {
+                break;
+            };
+            if self.units.get(k as usize).is_none_or(|u| u.is_none()) {
+                continue;
+            }
+            match self.plan_demotion(k, level, false) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("a unit stays hot: {e}");
+                }
+            }
+        }
+        out
     }
 
     fn promote(&mut self, k: u32, plain: Bytes, now: Timestamp, fetched: Option<Frame>) {
@@ -1037,18 +1206,6 @@ impl State {
             .owners
             .iter()
             .all(|&(a, _)| self.agents[a as usize].state.is_parked())
-    }
-
-    fn enforce_hot_budget(&mut self, budget: u64, level: i32, now: Timestamp) -> Result<()> {
-        while self.tier_bytes(Tier::Hot) > budget {
-            let Some(UnitKey(k)) = self.hot_policy.victim(now) else {
-                break;
-            };
-            if self.units.get(k as usize).is_some_and(|u| u.is_some()) {
-                self.demote(k, level)?;
-            }
-        }
-        Ok(())
     }
 
     fn agent_view(&self, a: u32) -> AgentView {
@@ -1268,20 +1425,66 @@ impl Store {
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
-        if state.is_parked() {
-            let units = st.agents[agent.0 as usize].units.clone();
-            for k in units {
-                if matches!(st.unit(k).body, Body::Hot(..)) && st.all_owners_parked(k) {
-                    if let Err(e) = st.demote(k, level) {
-                        tracing::warn!(%agent, "a unit of a parked agent stays hot: {e}");
-                    }
-                }
-            }
-        }
+        let units = if state.is_parked() {
+            st.agents[agent.0 as usize].units.clone()
+        } else {
+            Vec::new()
+        };
         drop(st);
         self.commit(pos)?;
+        self.park(agent, &units, level);
         self.spill_best_effort();
         Ok(())
+    }
+
+    /// Demote the hot units of a parked agent that no working agent also
+    /// holds, [`BATCH`] per lock hold, compressing outside the lock; a unit
+    /// that changed, or whose agent resumed, meanwhile stays hot.
+    fn park(&self, agent: AgentId, units: &[u32], level: i32) {
+        for batch in units.chunks(BATCH) {
+            let plans: Vec<Demotion> = {
+                let mut st = self.inner.state.lock();
+                if !st.agents[agent.0 as usize].state.is_parked() {
+                    return;
+                }
+                let mut plans = Vec::with_capacity(batch.len());
+                for &k in batch {
+                    let parkable = st
+                        .units
+                        .get(k as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|u| {
+                            matches!(u.body, Body::Hot(..))
+                                && u.owners.iter().any(|o| o.0 == agent.0)
+                        })
+                        && st.all_owners_parked(k);
+                    if !parkable {
+                        continue;
+                    }
+                    match st.plan_demotion(k, level, true) {
+                        Ok(Some(d)) => plans.push(d),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(%agent, "a unit of a parked agent stays hot: {e}"),
+                    }
+                }
+                plans
+            };
+            self.demote_all(plans);
+        }
+    }
+
+    /// Compress planned demotions outside the lock, then install them in
+    /// one lock hold.
+    fn demote_all(&self, plans: Vec<Demotion>) {
+        if plans.is_empty() {
+            return;
+        }
+        let done: Vec<Result<Demoted>> = plans.iter().map(Demotion::run).collect();
+        let now = self.now();
+        let mut st = self.inner.state.lock();
+        for (d, r) in plans.into_iter().zip(done) {
+            st.install_demotion(d, r, now);
+        }
     }
 
     /// Move warm victims to the cold tier while hot + warm bytes exceed the
@@ -1431,7 +1634,7 @@ impl Store {
         let p = {
             let st = self.inner.state.lock();
             let conv = Self::conv(&st, c)?;
-            if conv.tail == NIL || !matches!(st.unit(conv.tail).body, Body::Cold(..)) {
+            if conv.tail == NIL || matches!(st.unit(conv.tail).body, Body::Hot(..)) {
                 return Ok(());
             }
             match st.pending(conv.tail)? {
@@ -1548,9 +1751,10 @@ impl Store {
     }
 
     /// Bring an agent's units back to hot (newest first, up to half the
-    /// hot budget), decoding and reading the disk outside the lock.
+    /// hot budget), [`BATCH`] per lock hold, decoding and reading the disk
+    /// outside the lock.
     fn prefetch(&self, agent: AgentId, started: Instant) -> Result<ResumeReport> {
-        let pending: Vec<Pending> = {
+        let wanted: Vec<(u32, u32)> = {
             let st = self.inner.state.lock();
             st.agent(agent)?;
             let mut budget = self.cfg().hot_budget / 2;
@@ -1562,36 +1766,55 @@ impl Store {
                         break;
                     }
                     budget -= u64::from(u.logical);
-                    if let Err(p) = st.pending(k)? {
-                        out.push(p);
-                    }
+                    out.push((k, u.generation));
                 }
             }
             out
         };
-        let decoded: Vec<(u32, u32, Bytes, Option<Frame>)> = pending
-            .iter()
-            .map(|p| {
-                p.decode()
-                    .map(|b| (p.key, p.generation, b, p.fetched.get().cloned()))
-            })
-            .collect::<Result<_>>()?;
         let mut report = ResumeReport::default();
-        let now = self.now();
-        let mut st = self.inner.state.lock();
-        for (k, generation, plain, fetched) in decoded {
-            if st.units[k as usize]
-                .as_ref()
-                .is_some_and(|u| u.generation == generation)
-            {
-                report.units += 1;
-                report.bytes += plain.len() as u64;
-                st.promote(k, plain, now, fetched);
-                self.record(&st, k, Some(agent.0), AccessOp::Prefetch, now);
+        for batch in wanted.chunks(BATCH) {
+            let pending: Vec<Pending> = {
+                let st = self.inner.state.lock();
+                let mut out = Vec::with_capacity(batch.len());
+                for &(k, generation) in batch {
+                    let same = st
+                        .units
+                        .get(k as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|u| {
+                            u.generation == generation
+                                && matches!(u.tier(), Tier::Warm | Tier::Cold)
+                        });
+                    if same {
+                        if let Err(p) = st.pending(k)? {
+                            out.push(p);
+                        }
+                    }
+                }
+                out
+            };
+            let decoded: Vec<(u32, u32, Bytes, Option<Frame>)> = pending
+                .iter()
+                .map(|p| {
+                    p.decode()
+                        .map(|b| (p.key, p.generation, b, p.fetched.get().cloned()))
+                })
+                .collect::<Result<_>>()?;
+            let now = self.now();
+            let mut st = self.inner.state.lock();
+            for (k, generation, plain, fetched) in decoded {
+                if st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| u.generation == generation)
+                {
+                    report.units += 1;
+                    report.bytes += plain.len() as u64;
+                    st.promote(k, plain, now, fetched);
+                    self.record(&st, k, Some(agent.0), AccessOp::Prefetch, now);
+                }
             }
         }
-        st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
-        drop(st);
+        self.keep_hot_budget(self.now());
         report.elapsed = started.elapsed();
         self.spill_best_effort();
         Ok(report)
@@ -1767,8 +1990,11 @@ impl Store {
                 ));
             }
         }
+        let over = st.hot_excess(self.cfg().hot_budget) > 0;
         drop(st);
-        self.keep_hot_budget(now);
+        if over {
+            self.keep_hot_budget(now);
+        }
         if let Some((samples, sizes)) = to_train {
             // The write is applied and logged: a dictionary that fails to
             // load only means the kind goes on compressing without one.
@@ -1780,25 +2006,40 @@ impl Store {
 
     /// Demote the hot policy's victims while hot bytes exceed the hot
     /// budget. Best effort: the operation that called it has succeeded.
+    /// Victims are chosen [`BATCH`] at a time under the lock and
+    /// compressed outside it.
     fn keep_hot_budget(&self, now: Timestamp) {
-        let mut st = self.inner.state.lock();
-        if let Err(e) = st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now) {
-            tracing::warn!("units stay hot over the hot budget: {e}");
+        let (budget, level) = (self.cfg().hot_budget, self.cfg().level);
+        for _ in 0..1024 {
+            let plans = self
+                .inner
+                .state
+                .lock()
+                .plan_hot_victims(budget, level, now, BATCH);
+            if plans.is_empty() {
+                return;
+            }
+            self.demote_all(plans);
         }
     }
 
+    /// Train and load a dictionary outside the lock; only installing it
+    /// takes the lock.
     fn train(&self, kind: Kind, samples: &[u8], sizes: &[usize]) -> Result<()> {
         let trained = codec::train(samples, sizes, self.cfg().dictionary_size);
+        let loaded =
+            trained.map(|raw| Dictionary::load(kind, 0, Bytes::from(raw), self.cfg().level));
         let mut st = self.inner.state.lock();
         let c = &mut st.codecs[kind.index()];
         c.training = false;
-        let Some(raw) = trained else {
+        let Some(loaded) = loaded else {
             // Too little variety to train on: keep compressing without.
             tracing::debug!(%kind, "dictionary training found nothing to learn");
             return Ok(());
         };
+        let mut dict = loaded?;
         let version = c.versions.len() as u32 + 1;
-        let dict = Dictionary::load(kind, version, Bytes::from(raw), self.cfg().level)?;
+        dict.version = version;
         c.versions.push(Arc::new(dict));
         c.trained_on = sizes.len() as u64;
         tracing::debug!(%kind, version, "trained dictionary");
@@ -1901,8 +2142,8 @@ impl Store {
             && !st.all_owners_parked(p.key)
         {
             st.promote(p.key, plain.clone(), now, p.fetched.get().cloned());
-            st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
             drop(st);
+            self.keep_hot_budget(now);
             self.spill_best_effort();
         }
         Ok(plain)
@@ -1979,7 +2220,8 @@ impl Store {
             .is_some_and(|u| u.generation == pending.generation)
         {
             st.promote(pending.key, plain, now, pending.fetched.get().cloned());
-            st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+            drop(st);
+            self.keep_hot_budget(now);
         }
         Ok(())
     }
@@ -2050,10 +2292,17 @@ impl Store {
             let st = self.inner.state.lock();
             let conv = Self::conv(&st, conversation)?;
             rounds += 1;
-            if conv.tail == NIL
-                || !matches!(st.unit(conv.tail).body, Body::Cold(..))
-                || rounds == 64
-            {
+            if conv.tail == NIL || matches!(st.unit(conv.tail).body, Body::Hot(..)) {
+                break st;
+            }
+            if rounds == 64 {
+                // Demoted again every time: decode it here, unless it is
+                // on disk (no disk I/O under the lock).
+                if matches!(st.unit(conv.tail).body, Body::Cold(..)) {
+                    return Err(Error::Cold(std::io::Error::other(format!(
+                        "append to {conversation}: its open chunk kept going back to disk; try again"
+                    ))));
+                }
                 break st;
             }
         };
@@ -2427,26 +2676,56 @@ impl Store {
 
     /// Periodic upkeep: recompress warm units that were compressed before
     /// their kind had a dictionary, at most `limit` of them per call.
-    /// Returns how many were recompressed.
+    /// Returns how many were recompressed. Units are found and installed
+    /// 16 at a time under the lock (scanning at most 4,096 slots per
+    /// hold) and decoded and compressed outside it.
     pub fn maintain(&self, limit: usize) -> Result<usize> {
         let level = self.cfg().level;
-        let mut st = self.inner.state.lock();
         let mut done = 0;
-        for k in 0..st.units.len() as u32 {
+        let mut next = 0usize;
+        loop {
             if done >= limit {
                 break;
             }
-            let Some(u) = st.units[k as usize].as_ref() else {
-                continue;
+            type Job = (Pending, Kind, Option<Arc<Dictionary>>, u64);
+            let jobs: Vec<Job> = {
+                let st = self.inner.state.lock();
+                let end = st.units.len().min(next + 4096);
+                let mut jobs = Vec::new();
+                while next < end && jobs.len() < BATCH.min(limit - done) {
+                    let k = next as u32;
+                    next += 1;
+                    let Some(u) = st.units[k as usize].as_ref() else {
+                        continue;
+                    };
+                    let dict = st.codecs[u.kind.index()].current().cloned();
+                    let stale = matches!(&u.body, Body::Warm(f) if matches!(f.encoding, Encoding::Zstd { dict: 0 } | Encoding::Raw))
+                        && dict.is_some();
+                    if stale {
+                        if let Err(p) = st.pending(k)? {
+                            jobs.push((p, u.kind, dict, u.stored()));
+                        }
+                    }
+                }
+                if jobs.is_empty() && next >= st.units.len() {
+                    break;
+                }
+                jobs
             };
-            let stale = matches!(&u.body, Body::Warm(f) if matches!(f.encoding, Encoding::Zstd { dict: 0 } | Encoding::Raw))
-                && !st.codecs[u.kind.index()].versions.is_empty();
-            if stale {
-                let plain = st.plain_locked(k)?;
-                let dict = st.codecs[u.kind.index()].current().cloned();
-                let frame =
-                    codec::compress(&plain, codec::level_for(u.kind, level), dict.as_deref());
-                if frame.bytes.len() < u.stored() as usize {
+            let mut out = Vec::with_capacity(jobs.len());
+            for (p, kind, dict, stored) in jobs {
+                let plain = p.decode()?;
+                let frame = codec::compress(&plain, codec::level_for(kind, level), dict.as_deref());
+                if (frame.bytes.len() as u64) < stored {
+                    out.push((p.key, p.generation, frame));
+                }
+            }
+            let mut st = self.inner.state.lock();
+            for (k, generation, frame) in out {
+                let same = st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| u.generation == generation && matches!(u.body, Body::Warm(_)));
+                if same {
                     st.set_body(k, Body::Warm(frame));
                     done += 1;
                 }
