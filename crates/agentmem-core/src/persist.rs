@@ -30,7 +30,9 @@ use crate::tier::{ColdRecord, DiskTier};
 use crate::types::{AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier};
 
 /// Format of the image; a store written with another is refused clearly.
-const IMAGE_VERSION: u32 = 2;
+/// Version 3: dictionaries carry their dedup domain (per-tenant
+/// dictionaries).
+const IMAGE_VERSION: u32 = 3;
 
 /// The reserved cold key of the metadata image (no content id can equal
 /// it: content ids are keyed hashes of content).
@@ -46,7 +48,8 @@ struct Image {
     agents: Vec<AgentImage>,
     units: Vec<Option<UnitImage>>,
     conversations: Vec<Option<ConversationImage>>,
-    dictionaries: Vec<(Kind, u32, Vec<u8>)>,
+    /// (domain: a tenant's index or `NIL` for public, kind, version, bytes).
+    dictionaries: Vec<(u32, Kind, u32, Vec<u8>)>,
     dedup_hits: u64,
     dedup_bytes: u64,
     delta_units: u64,
@@ -135,7 +138,7 @@ type Todo = (
     u32,
     u32,
     ContentId,
-    std::result::Result<Frame, (Bytes, Kind)>,
+    std::result::Result<Frame, (Bytes, Kind, u32)>,
 );
 
 impl Store {
@@ -180,7 +183,7 @@ impl Store {
                             }
                             let what = match &u.body {
                                 Body::Warm(f) | Body::Hot(_, Some(f)) => Ok(f.clone()),
-                                Body::Hot(p, None) => Err((p.clone(), u.kind)),
+                                Body::Hot(p, None) => Err((p.clone(), u.kind, u.tenant)),
                                 Body::Cold(..) => return None,
                             };
                             Some((k as u32, u.generation, u.cold_key(), what))
@@ -205,10 +208,8 @@ impl Store {
                 for (k, generation, key, what) in todo {
                     let frame = match what {
                         Ok(f) => f,
-                        Err((plain, kind)) => {
-                            let dict = self.inner.state.lock().codecs[kind.index()]
-                                .current()
-                                .cloned();
+                        Err((plain, kind, domain)) => {
+                            let dict = self.inner.state.lock().current_dictionary(domain, kind);
                             codec::compress(&plain, codec::level_for(kind, level), dict.as_deref())
                         }
                     };
@@ -280,11 +281,12 @@ impl Store {
             .collect();
         tenants.sort_by_key(|t| t.1);
         let mut dictionaries = Vec::new();
-        for c in &st.codecs {
+        for (&(domain, _), c) in &st.codecs {
             for d in &c.versions {
-                dictionaries.push((d.kind, d.version, d.raw.to_vec()));
+                dictionaries.push((domain, d.kind, d.version, d.raw.to_vec()));
             }
         }
+        dictionaries.sort_by_key(|d| (d.0, d.1, d.2));
         Image {
             version: IMAGE_VERSION,
             secret: self.cfg().secret,
@@ -348,6 +350,9 @@ impl Store {
     }
 }
 
+/// Dictionaries by (domain, kind, version).
+type Dicts = std::collections::HashMap<(u32, Kind, u32), Dictionary>;
+
 /// Check a store directory's last checkpoint against its cold tier: every
 /// unit it names must be there, decode with its dictionary and match its
 /// checksum, and every reference (owners, conversation chunks, delta bases)
@@ -370,11 +375,11 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
             return Ok(0);
         }
     };
-    let mut dicts: std::collections::HashMap<(Kind, u32), Dictionary> = Default::default();
-    for (kind, version, raw) in &img.dictionaries {
+    let mut dicts: Dicts = Default::default();
+    for (domain, kind, version, raw) in &img.dictionaries {
         match Dictionary::load(*kind, *version, Bytes::from(raw.clone()), 3) {
             Ok(d) => {
-                dicts.insert((*kind, *version), d);
+                dicts.insert((*domain, *kind, *version), d);
             }
             Err(e) => problems.push(format!("{kind} dictionary {version}: {e}")),
         }
@@ -414,7 +419,7 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         k: usize,
         img: &Image,
         tier: &DiskTier,
-        dicts: &std::collections::HashMap<(Kind, u32), Dictionary>,
+        dicts: &Dicts,
         plain: &mut Vec<Option<Bytes>>,
         depth: u32,
     ) -> std::result::Result<Bytes, String> {
@@ -438,7 +443,7 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         let dict = match enc {
             Encoding::Zstd { dict } if dict > 0 => Some(
                 dicts
-                    .get(&(u.kind, dict))
+                    .get(&(u.tenant, u.kind, dict))
                     .ok_or(format!("needs missing dictionary {dict}"))?,
             ),
             _ => None,
@@ -657,9 +662,9 @@ impl Store {
         for (name, i, key) in img.tenants {
             st.tenants.insert(TenantId(name), (i, key));
         }
-        for (kind, version, raw) in img.dictionaries {
+        for (domain, kind, version, raw) in img.dictionaries {
             let d = Dictionary::load(kind, version, Bytes::from(raw), level)?;
-            st.codecs[kind.index()].versions.push(Arc::new(d));
+            st.codec_mut(domain, kind).versions.push(Arc::new(d));
         }
         st.units = Vec::with_capacity(img.units.len());
         for (k, u) in img.units.into_iter().enumerate() {

@@ -616,7 +616,11 @@ struct State {
     agents: Vec<Agent>,
     tenants: HashMap<TenantId, (u32, [u8; 32])>,
     conversations: Vec<Option<Conversation>>,
-    codecs: [KindCodec; 5],
+    /// Dictionaries and training state per dedup domain (a tenant's
+    /// index, or `NIL` for the public domain) and kind. A unit is only
+    /// ever compressed with its own domain's dictionary, so no tenant's
+    /// compressed sizes depend on another tenant's private data.
+    codecs: HashMap<(u32, Kind), KindCodec>,
     hot_policy: Box<dyn EvictionPolicy>,
     /// Chooses warm units to move to the cold tier (when one is attached).
     warm_policy: Box<dyn EvictionPolicy>,
@@ -711,6 +715,16 @@ impl Pending {
     }
 }
 
+/// Longest sample of one unit given to dictionary training.
+const MAX_SAMPLE: usize = 64 * 1024;
+
+/// What a dictionary is trained on: copies collected as units were
+/// written (public domain), or a tenant's units read at training time.
+enum Samples {
+    Copied(Vec<u8>, Vec<usize>),
+    Units(Vec<Source>),
+}
+
 /// A unit's plain bytes: at hand, or to decode outside the lock.
 enum Source {
     Ready(Bytes),
@@ -785,6 +799,44 @@ impl State {
     fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1).max(1);
         self.generation
+    }
+
+    /// The dictionary new frames of `kind` in `domain` are compressed with.
+    fn current_dictionary(&self, domain: u32, kind: Kind) -> Option<Arc<Dictionary>> {
+        self.codecs.get(&(domain, kind))?.current().cloned()
+    }
+
+    fn codec_mut(&mut self, domain: u32, kind: Kind) -> &mut KindCodec {
+        self.codecs.entry((domain, kind)).or_default()
+    }
+
+    /// Up to `limit` plain bytes of the tenant's own units of `kind`
+    /// (newest first), to train its dictionary on: the tenant's data is
+    /// already in the store, so no copy of it is kept while it grows.
+    fn tenant_samples(&self, tenant: u32, kind: Kind, limit: usize) -> Vec<Source> {
+        let mut seen = hashbrown::HashSet::new();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for ag in self
+            .agents
+            .iter()
+            .filter(|a| a.tenant == tenant && !a.released)
+        {
+            for &k in ag.units.iter().rev() {
+                if bytes >= limit {
+                    return out;
+                }
+                let u = self.unit(k);
+                if u.kind != kind || u.tenant != tenant || u.logical == 0 || !seen.insert(k) {
+                    continue;
+                }
+                if let Ok(src) = self.source(k) {
+                    bytes += u.logical as usize;
+                    out.push(src);
+                }
+            }
+        }
+        out
     }
 
     fn unit(&self, k: u32) -> &Unit {
@@ -992,10 +1044,17 @@ impl State {
     }
 
     /// The dictionary a frame of `kind` with `encoding` needs, if any.
-    fn dictionary_for(&self, kind: Kind, encoding: Encoding) -> Result<Option<Arc<Dictionary>>> {
+    fn dictionary_for(
+        &self,
+        domain: u32,
+        kind: Kind,
+        encoding: Encoding,
+    ) -> Result<Option<Arc<Dictionary>>> {
         match encoding {
-            Encoding::Zstd { dict } if dict > 0 => self.codecs[kind.index()]
-                .version(dict)
+            Encoding::Zstd { dict } if dict > 0 => self
+                .codecs
+                .get(&(domain, kind))
+                .and_then(|c| c.version(dict))
                 .cloned()
                 .map(Some)
                 .ok_or_else(|| Error::Corrupt {
@@ -1012,7 +1071,7 @@ impl State {
         match &u.body {
             Body::Hot(b, _) => Ok(Ok(b.clone())),
             &Body::Cold(_, encoding) => {
-                let dict = self.dictionary_for(u.kind, encoding)?;
+                let dict = self.dictionary_for(u.tenant, u.kind, encoding)?;
                 let cold = self
                     .cold
                     .clone()
@@ -1033,7 +1092,7 @@ impl State {
                 }))
             }
             Body::Warm(frame) => {
-                let dict = self.dictionary_for(u.kind, frame.encoding)?;
+                let dict = self.dictionary_for(u.tenant, u.kind, frame.encoding)?;
                 let base = if frame.encoding == Encoding::Delta {
                     Some(Box::new(self.source(u.base)?))
                 } else {
@@ -1082,7 +1141,7 @@ impl State {
         }
         let (plain, kind, generation, base_k, bytes) =
             (plain.clone(), u.kind, u.generation, u.base, u.stored());
-        let dict = self.codecs[kind.index()].current().cloned();
+        let dict = self.current_dictionary(u.tenant, kind);
         let base = if base_k != NIL {
             Some((base_k, self.source(base_k)?))
         } else {
@@ -1959,35 +2018,51 @@ impl Store {
         let v = st.view(k, now);
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
-        self.after_write(st, kind, data, now);
+        self.after_write(st, tenant, kind, data, now);
         self.commit(pos)?;
         self.spill_best_effort();
         Ok(id)
     }
 
     /// Bookkeeping after a write: collect a dictionary sample, keep the hot
-    /// budget, and train the kind's dictionary once it has enough samples
-    /// (outside the lock).
+    /// budget, and train the domain's dictionary for the kind once it has
+    /// enough samples (outside the lock). The public domain keeps copies
+    /// of its first samples (at most the training threshold per kind); a
+    /// tenant's domain only counts bytes, and its samples are read from its
+    /// own units when it reaches the threshold.
     fn after_write(
         &self,
         mut st: parking_lot::MutexGuard<'_, State>,
+        domain: u32,
         kind: Kind,
         sample: &[u8],
         now: Timestamp,
     ) {
         let train_after = self.cfg().train_after;
-        let c = &mut st.codecs[kind.index()];
         let mut to_train = None;
-        if train_after > 0 && codec::trains(kind) && c.versions.is_empty() && !c.training {
-            c.samples
-                .extend_from_slice(&sample[..sample.len().min(64 * 1024)]);
-            c.sample_sizes.push(sample.len().min(64 * 1024));
-            if c.samples.len() >= train_after && c.sample_sizes.len() >= 16 {
-                c.training = true;
-                to_train = Some((
-                    std::mem::take(&mut c.samples),
-                    std::mem::take(&mut c.sample_sizes),
-                ));
+        if train_after > 0 && codec::trains(kind) {
+            let c = st.codec_mut(domain, kind);
+            if c.versions.is_empty() && !c.training {
+                if domain == NIL {
+                    c.samples
+                        .extend_from_slice(&sample[..sample.len().min(MAX_SAMPLE)]);
+                    c.sample_sizes.push(sample.len().min(MAX_SAMPLE));
+                    if c.samples.len() >= train_after && c.sample_sizes.len() >= 16 {
+                        c.training = true;
+                        to_train = Some(Samples::Copied(
+                            std::mem::take(&mut c.samples),
+                            std::mem::take(&mut c.sample_sizes),
+                        ));
+                    }
+                } else {
+                    c.seen += sample.len() as u64;
+                    if c.seen >= train_after as u64 {
+                        c.training = true;
+                        c.seen = 0;
+                        to_train =
+                            Some(Samples::Units(st.tenant_samples(domain, kind, train_after)));
+                    }
+                }
             }
         }
         let over = st.hot_excess(self.cfg().hot_budget) > 0;
@@ -1995,11 +2070,12 @@ impl Store {
         if over {
             self.keep_hot_budget(now);
         }
-        if let Some((samples, sizes)) = to_train {
+        if let Some(samples) = to_train {
             // The write is applied and logged: a dictionary that fails to
             // load only means the kind goes on compressing without one.
-            if let Err(e) = self.train(kind, &samples, &sizes) {
+            if let Err(e) = self.train(domain, kind, samples) {
                 tracing::warn!(%kind, "trained dictionary refused: {e}");
+                self.inner.state.lock().codec_mut(domain, kind).training = false;
             }
         }
     }
@@ -2025,15 +2101,49 @@ impl Store {
 
     /// Train and load a dictionary outside the lock; only installing it
     /// takes the lock.
-    fn train(&self, kind: Kind, samples: &[u8], sizes: &[usize]) -> Result<()> {
-        let trained = codec::train(samples, sizes, self.cfg().dictionary_size);
+    fn train(&self, domain: u32, kind: Kind, samples: Samples) -> Result<()> {
+        let (samples, sizes) = match samples {
+            Samples::Copied(s, z) => (s, z),
+            Samples::Units(units) => {
+                let mut all = Vec::new();
+                let mut sizes = Vec::new();
+                for u in units {
+                    // A unit freed or changed meanwhile is just skipped.
+                    let Ok(plain) = u.bytes() else { continue };
+                    let mut push = |m: &[u8]| {
+                        let m = &m[..m.len().min(MAX_SAMPLE)];
+                        all.extend_from_slice(m);
+                        sizes.push(m.len());
+                    };
+                    // A conversation chunk's samples are its messages, as
+                    // appends give them to the public domain.
+                    match (kind, chunk::count(&plain)) {
+                        (Kind::Conversation, Ok(n)) => {
+                            for i in 0..n {
+                                if let Ok(r) = chunk::message_range(&plain, i) {
+                                    push(&plain[r]);
+                                }
+                            }
+                        }
+                        _ => push(&plain),
+                    }
+                }
+                (all, sizes)
+            }
+        };
+        let trained = if sizes.len() >= 16 {
+            codec::train(&samples, &sizes, self.cfg().dictionary_size)
+        } else {
+            None
+        };
         let loaded =
             trained.map(|raw| Dictionary::load(kind, 0, Bytes::from(raw), self.cfg().level));
         let mut st = self.inner.state.lock();
-        let c = &mut st.codecs[kind.index()];
+        let c = st.codec_mut(domain, kind);
         c.training = false;
         let Some(loaded) = loaded else {
-            // Too little variety to train on: keep compressing without.
+            // Too little variety to train on: keep compressing without
+            // (a tenant tries again after as many bytes more).
             tracing::debug!(%kind, "dictionary training found nothing to learn");
             return Ok(());
         };
@@ -2053,24 +2163,36 @@ impl Store {
     pub fn load_dictionary(&self, kind: Kind, version: u32, raw: &[u8]) -> Result<()> {
         let dict = Dictionary::load(kind, version, Bytes::copy_from_slice(raw), self.cfg().level)?;
         let mut st = self.inner.state.lock();
-        let c = &st.codecs[kind.index()];
-        if version as usize != c.versions.len() + 1 {
+        let have = st.codecs.get(&(NIL, kind)).map_or(0, |c| c.versions.len());
+        if version as usize != have + 1 {
             return Err(Error::CorruptDictionary {
                 kind,
                 version,
-                detail: format!("expected version {}", c.versions.len() + 1),
+                detail: format!("expected version {}", have + 1),
             });
         }
         let pos = self.log(&st, &Op::LoadDictionary { kind, version, raw })?;
-        st.codecs[kind.index()].versions.push(Arc::new(dict));
+        st.codec_mut(NIL, kind).versions.push(Arc::new(dict));
         drop(st);
         self.commit(pos)
     }
 
-    /// The bytes of a dictionary, to persist it.
+    /// The bytes of a dictionary of the public domain (trained on public
+    /// units, or loaded with [`Store::load_dictionary`]), to persist it.
     pub fn dictionary(&self, kind: Kind, version: u32) -> Option<Bytes> {
         let st = self.inner.state.lock();
-        st.codecs[kind.index()]
+        st.codecs
+            .get(&(NIL, kind))?
+            .version(version)
+            .map(|d| d.raw.clone())
+    }
+
+    /// The bytes of a dictionary trained on `tenant`'s private units.
+    pub fn tenant_dictionary(&self, tenant: &TenantId, kind: Kind, version: u32) -> Option<Bytes> {
+        let st = self.inner.state.lock();
+        let &(t, _) = st.tenants.get(tenant)?;
+        st.codecs
+            .get(&(t, kind))?
             .version(version)
             .map(|d| d.raw.clone())
     }
@@ -2314,8 +2436,9 @@ impl Store {
                 data: message,
             },
         )?;
+        let tenant = st.agents[Self::conv(&st, conversation)?.agent as usize].tenant;
         let i = self.apply_append(&mut st, conversation, next, now);
-        self.after_write(st, Kind::Conversation, message, now);
+        self.after_write(st, tenant, Kind::Conversation, message, now);
         self.commit(pos)?;
         self.spill_best_effort();
         Ok(i)
@@ -2698,7 +2821,7 @@ impl Store {
                     let Some(u) = st.units[k as usize].as_ref() else {
                         continue;
                     };
-                    let dict = st.codecs[u.kind.index()].current().cloned();
+                    let dict = st.current_dictionary(u.tenant, u.kind);
                     let stale = matches!(&u.body, Body::Warm(f) if matches!(f.encoding, Encoding::Zstd { dict: 0 } | Encoding::Raw))
                         && dict.is_some();
                     if stale {
@@ -2816,7 +2939,9 @@ impl Store {
         let mut dictionary_bytes = 0u64;
         let mut dictionary_tables = 0u64;
         let mut samples_bytes = 0u64;
-        for c in &st.codecs {
+        let mut codecs: Vec<(&(u32, Kind), &KindCodec)> = st.codecs.iter().collect();
+        codecs.sort_by_key(|(k, _)| **k);
+        for (&(domain, _), c) in codecs {
             samples_bytes += (c.samples.capacity() + c.sample_sizes.capacity() * 8) as u64;
             for d in &c.versions {
                 dictionary_bytes += d.raw.len() as u64;
@@ -2826,6 +2951,9 @@ impl Store {
                     version: d.version,
                     bytes: d.raw.len() as u64,
                     samples: c.trained_on,
+                    tenant: (domain != NIL)
+                        .then(|| tenant_names.get(&domain).map(|t| (*t).clone()))
+                        .flatten(),
                 });
             }
         }
