@@ -304,6 +304,7 @@ impl StoreBuilder {
             generation: 0,
             inflight: Default::default(),
             inflight_bytes: 0,
+            tenant_sample_bytes: 0,
         };
         let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
         let store = Store {
@@ -643,6 +644,9 @@ struct State {
     /// than the excess.
     inflight: hashbrown::HashMap<u32, (u32, u64)>,
     inflight_bytes: u64,
+    /// Bytes of dictionary samples copied for tenants' domains, all
+    /// together (capped; see [`Store::after_write`]).
+    tenant_sample_bytes: usize,
 }
 
 /// A conversation's open chunk after an append, computed before the append
@@ -719,10 +723,11 @@ impl Pending {
 const MAX_SAMPLE: usize = 64 * 1024;
 
 /// What a dictionary is trained on: copies collected as units were
-/// written (public domain), or a tenant's units read at training time.
-enum Samples {
-    Copied(Vec<u8>, Vec<usize>),
-    Units(Vec<Source>),
+/// written, and (for a tenant past the cap on copies) its units read at
+/// training time.
+struct Samples {
+    copied: (Vec<u8>, Vec<usize>),
+    units: Vec<Source>,
 }
 
 /// A unit's plain bytes: at hand, or to decode outside the lock.
@@ -2026,10 +2031,11 @@ impl Store {
 
     /// Bookkeeping after a write: collect a dictionary sample, keep the hot
     /// budget, and train the domain's dictionary for the kind once it has
-    /// enough samples (outside the lock). The public domain keeps copies
-    /// of its first samples (at most the training threshold per kind); a
-    /// tenant's domain only counts bytes, and its samples are read from its
-    /// own units when it reaches the threshold.
+    /// enough samples (outside the lock). Samples are copies of written
+    /// units (at most [`MAX_SAMPLE`] each, the training threshold per
+    /// domain and kind); tenants' copies together are capped at 16 times
+    /// the threshold, and a tenant past the cap gets the rest of its
+    /// samples from its own units, read when it reaches the threshold.
     fn after_write(
         &self,
         mut st: parking_lot::MutexGuard<'_, State>,
@@ -2041,27 +2047,42 @@ impl Store {
         let train_after = self.cfg().train_after;
         let mut to_train = None;
         if train_after > 0 && codec::trains(kind) {
+            let cap = train_after.saturating_mul(16);
+            let tenant_samples = st.tenant_sample_bytes;
             let c = st.codec_mut(domain, kind);
             if c.versions.is_empty() && !c.training {
-                if domain == NIL {
-                    c.samples
-                        .extend_from_slice(&sample[..sample.len().min(MAX_SAMPLE)]);
-                    c.sample_sizes.push(sample.len().min(MAX_SAMPLE));
-                    if c.samples.len() >= train_after && c.sample_sizes.len() >= 16 {
-                        c.training = true;
-                        to_train = Some(Samples::Copied(
-                            std::mem::take(&mut c.samples),
-                            std::mem::take(&mut c.sample_sizes),
-                        ));
-                    }
+                let n = sample.len().min(MAX_SAMPLE);
+                let copy =
+                    c.samples.len() < train_after && (domain == NIL || tenant_samples + n <= cap);
+                if copy {
+                    c.samples.extend_from_slice(&sample[..n]);
+                    c.sample_sizes.push(n);
+                }
+                c.seen += sample.len() as u64;
+                let ready = if domain == NIL {
+                    c.samples.len() >= train_after && c.sample_sizes.len() >= 16
                 } else {
-                    c.seen += sample.len() as u64;
-                    if c.seen >= train_after as u64 {
-                        c.training = true;
-                        c.seen = 0;
-                        to_train =
-                            Some(Samples::Units(st.tenant_samples(domain, kind, train_after)));
-                    }
+                    c.seen >= train_after as u64
+                };
+                let mut taken = 0;
+                if ready {
+                    c.training = true;
+                    c.seen = 0;
+                    let copied = (
+                        std::mem::take(&mut c.samples),
+                        std::mem::take(&mut c.sample_sizes),
+                    );
+                    taken = copied.0.len();
+                    let units = if domain != NIL && copied.0.len() < train_after {
+                        st.tenant_samples(domain, kind, train_after - copied.0.len())
+                    } else {
+                        Vec::new()
+                    };
+                    to_train = Some(Samples { copied, units });
+                }
+                if domain != NIL {
+                    st.tenant_sample_bytes =
+                        st.tenant_sample_bytes + if copy { n } else { 0 } - taken;
                 }
             }
         }
@@ -2102,35 +2123,29 @@ impl Store {
     /// Train and load a dictionary outside the lock; only installing it
     /// takes the lock.
     fn train(&self, domain: u32, kind: Kind, samples: Samples) -> Result<()> {
-        let (samples, sizes) = match samples {
-            Samples::Copied(s, z) => (s, z),
-            Samples::Units(units) => {
-                let mut all = Vec::new();
-                let mut sizes = Vec::new();
-                for u in units {
-                    // A unit freed or changed meanwhile is just skipped.
-                    let Ok(plain) = u.bytes() else { continue };
-                    let mut push = |m: &[u8]| {
-                        let m = &m[..m.len().min(MAX_SAMPLE)];
-                        all.extend_from_slice(m);
-                        sizes.push(m.len());
-                    };
-                    // A conversation chunk's samples are its messages, as
-                    // appends give them to the public domain.
-                    match (kind, chunk::count(&plain)) {
-                        (Kind::Conversation, Ok(n)) => {
-                            for i in 0..n {
-                                if let Ok(r) = chunk::message_range(&plain, i) {
-                                    push(&plain[r]);
-                                }
-                            }
+        let (mut all, mut sizes) = samples.copied;
+        for u in samples.units {
+            // A unit freed or changed meanwhile is just skipped.
+            let Ok(plain) = u.bytes() else { continue };
+            let mut push = |m: &[u8]| {
+                let m = &m[..m.len().min(MAX_SAMPLE)];
+                all.extend_from_slice(m);
+                sizes.push(m.len());
+            };
+            // A conversation chunk's samples are its messages, as appends
+            // give them.
+            match (kind, chunk::count(&plain)) {
+                (Kind::Conversation, Ok(n)) => {
+                    for i in 0..n {
+                        if let Ok(r) = chunk::message_range(&plain, i) {
+                            push(&plain[r]);
                         }
-                        _ => push(&plain),
                     }
                 }
-                (all, sizes)
+                _ => push(&plain),
             }
-        };
+        }
+        let samples = all;
         let trained = if sizes.len() >= 16 {
             codec::train(&samples, &sizes, self.cfg().dictionary_size)
         } else {

@@ -121,3 +121,55 @@ fn another_tenants_guess_of_a_secret_is_not_smaller_than_wrong_guesses() {
     assert_eq!(store.unit_info(&b_id).unwrap().refs, 1);
     println!("right guess {r} B, wrong guesses {lo}..={hi} B");
 }
+
+/// Tenants' sample copies are capped in total; a tenant past the cap still
+/// gets its dictionary, trained on its own units.
+#[test]
+fn every_tenant_gets_its_own_dictionary_past_the_cap_on_sample_copies() {
+    let store = Store::builder()
+        .train_dictionaries_after(64 << 10)
+        .dictionary_size(8 << 10)
+        .build()
+        .unwrap();
+    let msgs = messages::messages(3000);
+    let tenants: Vec<AgentId> = (0..20)
+        .map(|t| {
+            store
+                .register_agent("a", &TenantId::new(format!("t{t}")), Importance::default())
+                .unwrap()
+        })
+        .collect();
+    let mut next = 0usize;
+    let mut put_bytes = |a: AgentId, n: usize| {
+        let mut written = 0;
+        while written < n {
+            let mut m = msgs[next % msgs.len()].clone();
+            m.extend_from_slice(format!(" #{next}").as_bytes());
+            next += 1;
+            written += m.len();
+            store
+                .put(a, Kind::ToolResult, &m, Visibility::Private)
+                .unwrap();
+        }
+    };
+    // 20 x 60 KiB of copies would pass the cap (16 x 64 KiB): the last
+    // tenants keep counters only.
+    for &a in &tenants {
+        put_bytes(a, 60 << 10);
+    }
+    for &a in &tenants {
+        put_bytes(a, 8 << 10);
+    }
+    let stats = store.stats();
+    for t in 0..20 {
+        let name = format!("t{t}");
+        assert!(
+            stats
+                .dictionaries
+                .iter()
+                .any(|d| d.tenant.as_ref().is_some_and(|x| x.0 == name)),
+            "tenant {name} has no dictionary: {:?}",
+            stats.dictionaries
+        );
+    }
+}
