@@ -1226,6 +1226,7 @@ impl State {
         max: usize,
     ) -> Vec<Demotion> {
         let mut out = Vec::new();
+        let mut failed = Vec::new();
         while out.len() < max && self.hot_excess(budget) > 0 {
             let Some(UnitKey(k)) = self.hot_policy.victim(now) else {
                 break;
@@ -1238,8 +1239,15 @@ impl State {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("a unit stays hot: {e}");
+                    failed.push(k);
                 }
             }
+        }
+        // Back in the running (after the loop, so it is not chosen again
+        // at once).
+        for k in failed {
+            let v = self.view(k, now);
+            self.hot_policy.insert(&v);
         }
         out
     }
