@@ -305,6 +305,7 @@ impl StoreBuilder {
             inflight: Default::default(),
             inflight_bytes: 0,
             tenant_sample_bytes: 0,
+            training_paused: false,
         };
         let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
         let store = Store {
@@ -647,6 +648,9 @@ struct State {
     /// Bytes of dictionary samples copied for tenants' domains, all
     /// together (capped; see [`Store::after_write`]).
     tenant_sample_bytes: usize,
+    /// Set while the redo log is replayed: trained dictionaries come from
+    /// the log, so writes collect no samples.
+    training_paused: bool,
 }
 
 /// A conversation's open chunk after an append, computed before the append
@@ -686,7 +690,7 @@ impl Pending {
             Some((cold, id)) => {
                 let rec = cold
                     .get(id.as_bytes())
-                    .map_err(Error::Cold)?
+                    .map_err(Error::cold)?
                     .ok_or_else(|| Error::Corrupt {
                         what: "cold unit".into(),
                         detail: format!("{id} is missing from the cold tier"),
@@ -1038,7 +1042,7 @@ impl State {
     fn plain_locked(&self, k: u32) -> Result<Bytes> {
         if matches!(self.unit(k).body, Body::Cold(..)) {
             // Disk I/O never happens under the store's lock.
-            return Err(Error::Cold(std::io::Error::other(
+            return Err(Error::cold(std::io::Error::other(
                 "internal: a cold unit was needed under the store lock; fetch it first",
             )));
         }
@@ -1694,7 +1698,7 @@ impl Store {
                         st.warm_policy.insert(&v);
                     }
                 }
-                return Err(Error::Cold(e));
+                return Err(Error::cold(e));
             }
         }
         Ok(())
@@ -2054,7 +2058,7 @@ impl Store {
     ) {
         let train_after = self.cfg().train_after;
         let mut to_train = None;
-        if train_after > 0 && codec::trains(kind) {
+        if train_after > 0 && codec::trains(kind) && !st.training_paused {
             let cap = train_after.saturating_mul(16);
             let tenant_samples = st.tenant_sample_bytes;
             let c = st.codec_mut(domain, kind);
@@ -2173,10 +2177,23 @@ impl Store {
         let mut dict = loaded?;
         let version = c.versions.len() as u32 + 1;
         dict.version = version;
+        // Logged (before it is installed) like an explicit load, so replay
+        // numbers dictionary versions as this run did.
+        let pos = self.log(
+            &st,
+            &Op::Dictionary {
+                kind,
+                version,
+                domain: (domain != NIL).then_some(domain),
+                raw: &dict.raw,
+            },
+        )?;
+        let c = st.codec_mut(domain, kind);
         c.versions.push(Arc::new(dict));
         c.trained_on = sizes.len() as u64;
         tracing::debug!(%kind, version, "trained dictionary");
-        Ok(())
+        drop(st);
+        self.commit(pos)
     }
 
     /// Load a dictionary (e.g. one persisted with the data that needs it) as
@@ -2196,6 +2213,47 @@ impl Store {
         }
         let pos = self.log(&st, &Op::LoadDictionary { kind, version, raw })?;
         st.codec_mut(NIL, kind).versions.push(Arc::new(dict));
+        drop(st);
+        self.commit(pos)
+    }
+
+    /// Replay of a dictionary a tenant's domain trained: installed as the
+    /// domain's next version.
+    fn load_tenant_dictionary(
+        &self,
+        domain: u32,
+        kind: Kind,
+        version: u32,
+        raw: &[u8],
+    ) -> Result<()> {
+        let dict = Dictionary::load(kind, version, Bytes::copy_from_slice(raw), self.cfg().level)?;
+        let mut st = self.inner.state.lock();
+        if !st.tenants.values().any(|&(t, _)| t == domain) {
+            return Err(Error::Config(format!(
+                "a dictionary for unknown tenant {domain}"
+            )));
+        }
+        let have = st
+            .codecs
+            .get(&(domain, kind))
+            .map_or(0, |c| c.versions.len());
+        if version as usize != have + 1 {
+            return Err(Error::CorruptDictionary {
+                kind,
+                version,
+                detail: format!("expected version {} for tenant {domain}", have + 1),
+            });
+        }
+        let pos = self.log(
+            &st,
+            &Op::Dictionary {
+                kind,
+                version,
+                domain: Some(domain),
+                raw,
+            },
+        )?;
+        st.codec_mut(domain, kind).versions.push(Arc::new(dict));
         drop(st);
         self.commit(pos)
     }
@@ -2444,7 +2502,7 @@ impl Store {
                 // Demoted again every time: decode it here, unless it is
                 // on disk (no disk I/O under the lock).
                 if matches!(st.unit(conv.tail).body, Body::Cold(..)) {
-                    return Err(Error::Cold(std::io::Error::other(format!(
+                    return Err(Error::cold(std::io::Error::other(format!(
                         "append to {conversation}: its open chunk kept going back to disk; try again"
                     ))));
                 }

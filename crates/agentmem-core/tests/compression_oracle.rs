@@ -173,3 +173,72 @@ fn every_tenant_gets_its_own_dictionary_past_the_cap_on_sample_copies() {
         );
     }
 }
+
+/// A tenant's trained dictionary is logged with its domain: after a crash
+/// replay installs it for that tenant (not the public domain), and every
+/// unit reads back.
+#[test]
+fn a_tenants_dictionary_replays_into_its_own_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::builder()
+        .checkpoint_every(None)
+        .train_dictionaries_after(64 << 10)
+        .open(&live)
+        .unwrap();
+    let tenant = TenantId::new("alice");
+    let a = store
+        .register_agent("a", &tenant, Importance::default())
+        .unwrap();
+    let msgs = messages::messages(3000);
+    store.checkpoint().unwrap();
+    let mut ids = Vec::new();
+    let mut i = 0;
+    while store
+        .tenant_dictionary(&tenant, Kind::ToolResult, 1)
+        .is_none()
+    {
+        let data = tool_result(&format!("k{i}"), &msgs[i % msgs.len()]);
+        ids.push((
+            store
+                .put(a, Kind::ToolResult, &data, Visibility::Private)
+                .unwrap(),
+            data,
+        ));
+        i += 1;
+        assert!(i < 5000, "no dictionary was trained");
+    }
+    for j in i..i + 20 {
+        let data = tool_result(&format!("k{j}"), &msgs[j % msgs.len()]);
+        ids.push((
+            store
+                .put(a, Kind::ToolResult, &data, Visibility::Private)
+                .unwrap(),
+            data,
+        ));
+    }
+    store.pause(a).unwrap();
+    store.sync().unwrap();
+    let raw = store
+        .tenant_dictionary(&tenant, Kind::ToolResult, 1)
+        .unwrap();
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    for e in std::fs::read_dir(&live).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), crashed.join(e.file_name())).unwrap();
+    }
+    drop(store);
+    let s = Store::builder()
+        .train_dictionaries_after(64 << 10)
+        .open(&crashed)
+        .unwrap_or_else(|e| panic!("reopening: {e}"));
+    assert_eq!(
+        s.tenant_dictionary(&tenant, Kind::ToolResult, 1).unwrap(),
+        raw
+    );
+    assert!(s.dictionary(Kind::ToolResult, 1).is_none());
+    for (id, data) in &ids {
+        assert_eq!(&s.get_for(a, id).unwrap()[..], &data[..]);
+    }
+}

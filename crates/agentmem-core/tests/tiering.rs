@@ -88,19 +88,17 @@ fn a_failed_spill_returns_every_victim_and_the_store_gets_back_under_budget() {
     }
 }
 
-/// A redo log that cannot take records (its file is `/dev/full`, so the
-/// first write fails and the log refuses everything after): every
-/// operation it refuses must leave the store as it was.
+/// A redo log that cannot take records (a write fault injected through
+/// the `Storage` seam makes the first write fail, and the log refuses
+/// everything after it): every operation it refuses must leave the store
+/// as it was.
 #[test]
 fn an_operation_the_redo_log_refuses_is_not_applied() {
-    if !std::path::Path::new("/dev/full").exists() {
-        eprintln!("skipped: no /dev/full to make the redo log fail");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    use agentmem_cold::storage::{Faults, MemStorage};
+    let disk = MemStorage::new();
     let s = Store::builder()
         .checkpoint_every(None)
-        .open(dir.path())
+        .open_storage(Arc::new(disk.clone()))
         .unwrap();
     let t = TenantId::new("t");
     let a = s.register_agent("a", &t, Importance::default()).unwrap();
@@ -111,13 +109,13 @@ fn an_operation_the_redo_log_refuses_is_not_applied() {
     let conv = s.create_conversation(a).unwrap();
     s.append(conv, &message(1, 2)).unwrap();
     s.sync().unwrap();
-    // The next log file the checkpoint starts is /dev/full.
-    let (seq, _) = s.log_position();
-    std::os::unix::fs::symlink("/dev/full", dir.path().join(format!("redo-{seq:016x}.wal")))
-        .unwrap();
-    s.checkpoint().unwrap();
+    disk.set_faults(Faults {
+        fail_writes_after: Some(0),
+        ..Faults::default()
+    });
     // The first write after it reaches the file and fails there.
     assert!(s.put(a, Kind::Blob, b"first", Visibility::Private).is_err());
+    disk.set_faults(Faults::default());
     let before = s.stats();
     let agents = s.agents().len();
     // Every later operation is refused by the log: none may be applied.
