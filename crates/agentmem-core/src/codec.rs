@@ -111,6 +111,9 @@ pub struct DictionaryInfo {
     pub bytes: u64,
     /// Samples it was trained on.
     pub samples: u64,
+    /// The tenant whose private units it was trained on and compresses,
+    /// or `None` for the public domain's.
+    pub tenant: Option<crate::types::TenantId>,
 }
 
 impl Dictionary {
@@ -315,8 +318,8 @@ pub(crate) fn decompress(
     }
 }
 
-/// Per-kind dictionary state: samples collected until training, then the
-/// trained versions.
+/// Dictionary state of one kind in one dedup domain: samples collected
+/// until training, then the trained (or loaded) versions.
 #[derive(Debug, Default)]
 pub(crate) struct KindCodec {
     pub versions: Vec<Arc<Dictionary>>,
@@ -325,6 +328,10 @@ pub(crate) struct KindCodec {
     pub trained_on: u64,
     /// Set while a training runs outside the store's lock.
     pub training: bool,
+    /// Bytes written to a tenant's domain since its last training attempt
+    /// (a tenant's samples are its units, read when this reaches the
+    /// threshold; only the public domain keeps copies in `samples`).
+    pub seen: u64,
 }
 
 impl KindCodec {

@@ -57,10 +57,36 @@
 //! ## Concurrency
 //!
 //! A [`Store`] is a cheap handle (an `Arc` inside) that may be cloned and
-//! used from many threads. All metadata sits behind one mutex; the lock is
-//! held only for lookups and bookkeeping, never while compressing or
-//! decompressing, so a hot `get` is a hash lookup and a reference count
-//! increment.
+//! used from many threads. All metadata sits behind one mutex, the *state
+//! lock*. It is held for lookups and bookkeeping — hash-table and policy
+//! updates, reference counts, cloning `Bytes` handles, copying a written
+//! unit's bytes into RAM and its redo record into the log's buffer,
+//! hashing a conversation's open chunk (at most 16 KiB) — and never while
+//! compressing, decompressing, training or loading a dictionary, reading or
+//! writing the disk, or fsyncing. Those follow one pattern: *plan* under
+//! the lock (take the plain bytes or frame, the dictionary and the unit's
+//! generation), *do the work* outside it, *install* under the lock only if
+//! the unit's generation is unchanged (generations are store-wide, so a
+//! slot freed and reused meanwhile never matches). A hot unit being
+//! compressed is marked in flight so no second thread demotes it. Work on
+//! many units (pausing an agent, resuming it, `maintain`, spilling to the
+//! cold tier) goes in batches of a few units per lock hold, so other
+//! agents' operations get the lock in between; a hot `get` is a hash
+//! lookup and a reference count increment.
+//!
+//! Every mutating operation is checked, logged to the redo log and applied
+//! in one hold of the state lock, in that order: an operation the log
+//! refuses changes nothing, and log order is apply order. The log's file
+//! write happens after the lock is released; a checkpoint takes its image
+//! under the lock and switches log files (fsyncs included) after it.
+//!
+//! Lock order (a thread holding one may only take those after it):
+//! the checkpoint gate → `cold_io` (one spiller or checkpoint at a time) →
+//! the state lock → the redo log's `sync` → `io` → `buf`. The cold tier's
+//! own locks are taken only with the state lock released (except while
+//! [`Store::open`] restores an image, before anyone else holds the store). The remaining
+//! small locks (last cold error, open report, prefetch queue, thread
+//! handles) are leaves, never held while taking another.
 
 pub mod clock;
 mod codec;

@@ -30,7 +30,9 @@ use crate::tier::{ColdRecord, DiskTier};
 use crate::types::{AgentId, AgentState, ConversationId, Importance, Kind, TenantId, Tier};
 
 /// Format of the image; a store written with another is refused clearly.
-const IMAGE_VERSION: u32 = 2;
+/// Version 3: dictionaries carry their dedup domain (per-tenant
+/// dictionaries).
+const IMAGE_VERSION: u32 = 3;
 
 /// The reserved cold key of the metadata image (no content id can equal
 /// it: content ids are keyed hashes of content).
@@ -46,7 +48,8 @@ struct Image {
     agents: Vec<AgentImage>,
     units: Vec<Option<UnitImage>>,
     conversations: Vec<Option<ConversationImage>>,
-    dictionaries: Vec<(Kind, u32, Vec<u8>)>,
+    /// (domain: a tenant's index or `NIL` for public, kind, version, bytes).
+    dictionaries: Vec<(u32, Kind, u32, Vec<u8>)>,
     dedup_hits: u64,
     dedup_bytes: u64,
     delta_units: u64,
@@ -138,7 +141,7 @@ type Todo = (
     u32,
     u32,
     ContentId,
-    std::result::Result<Frame, (Bytes, Kind)>,
+    std::result::Result<Frame, (Bytes, Kind, u32)>,
 );
 
 impl Store {
@@ -183,18 +186,18 @@ impl Store {
                             }
                             let what = match &u.body {
                                 Body::Warm(f) | Body::Hot(_, Some(f)) => Ok(f.clone()),
-                                Body::Hot(p, None) => Err((p.clone(), u.kind)),
+                                Body::Hot(p, None) => Err((p.clone(), u.kind, u.tenant)),
                                 Body::Cold(..) => return None,
                             };
                             Some((k as u32, u.generation, u.cold_key(), what))
                         })
                         .collect();
                     if todo.is_empty() {
-                        // The log restarts where the image stands.
-                        let seq = match self.inner.redo.get() {
-                            Some(l) => l.rotate()?,
-                            None => 0,
-                        };
+                        // The image covers every operation logged so far
+                        // (each is logged and applied in one hold of this
+                        // lock); the log switches files after the lock is
+                        // released, so its fsyncs stall no one.
+                        let seq = self.inner.redo.get().map_or(0, |l| l.logged());
                         let image = self.image(&st, seq);
                         let deletes = std::mem::take(&mut st.cold_deletes);
                         break 'ready (image, deletes);
@@ -208,10 +211,8 @@ impl Store {
                 for (k, generation, key, what) in todo {
                     let frame = match what {
                         Ok(f) => f,
-                        Err((plain, kind)) => {
-                            let dict = self.inner.state.lock().codecs[kind.index()]
-                                .current()
-                                .cloned();
+                        Err((plain, kind, domain)) => {
+                            let dict = self.inner.state.lock().current_dictionary(domain, kind);
                             codec::compress(&plain, codec::level_for(kind, level), dict.as_deref())
                         }
                     };
@@ -241,6 +242,9 @@ impl Store {
                 "checkpoint: the store kept changing faster than its units could be written; try again",
             )));
         };
+        if let Some(l) = self.inner.redo.get() {
+            l.rotate()?;
+        }
         cold.sync().map_err(Error::cold)?;
         let image_seq = image.log_seq;
         let bytes = postcard::to_stdvec(&image)
@@ -280,11 +284,12 @@ impl Store {
             .collect();
         tenants.sort_by_key(|t| t.1);
         let mut dictionaries = Vec::new();
-        for c in &st.codecs {
+        for (&(domain, _), c) in &st.codecs {
             for d in &c.versions {
-                dictionaries.push((d.kind, d.version, d.raw.to_vec()));
+                dictionaries.push((domain, d.kind, d.version, d.raw.to_vec()));
             }
         }
+        dictionaries.sort_by_key(|d| (d.0, d.1, d.2));
         Image {
             version: IMAGE_VERSION,
             secret: self.cfg().secret,
@@ -348,6 +353,9 @@ impl Store {
     }
 }
 
+/// Dictionaries by (domain, kind, version).
+type Dicts = std::collections::HashMap<(u32, Kind, u32), Dictionary>;
+
 /// Check a store directory's last checkpoint against its cold tier: every
 /// unit it names must be there, decode with its dictionary and match its
 /// checksum, and every reference (owners, conversation chunks, delta bases)
@@ -370,11 +378,11 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
             return Ok(0);
         }
     };
-    let mut dicts: std::collections::HashMap<(Kind, u32), Dictionary> = Default::default();
-    for (kind, version, raw) in &img.dictionaries {
+    let mut dicts: Dicts = Default::default();
+    for (domain, kind, version, raw) in &img.dictionaries {
         match Dictionary::load(*kind, *version, Bytes::from(raw.clone()), 3) {
             Ok(d) => {
-                dicts.insert((*kind, *version), d);
+                dicts.insert((*domain, *kind, *version), d);
             }
             Err(e) => problems.push(format!("{kind} dictionary {version}: {e}")),
         }
@@ -414,7 +422,7 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         k: usize,
         img: &Image,
         tier: &DiskTier,
-        dicts: &std::collections::HashMap<(Kind, u32), Dictionary>,
+        dicts: &Dicts,
         plain: &mut Vec<Option<Bytes>>,
         depth: u32,
     ) -> std::result::Result<Bytes, String> {
@@ -438,7 +446,7 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         let dict = match enc {
             Encoding::Zstd { dict } if dict > 0 => Some(
                 dicts
-                    .get(&(u.kind, dict))
+                    .get(&(u.tenant, u.kind, dict))
                     .ok_or(format!("needs missing dictionary {dict}"))?,
             ),
             _ => None,
@@ -635,12 +643,10 @@ impl StoreBuilder {
 }
 
 impl Store {
-    /// Stop (or let go on) dictionary training, for replay: marks every
-    /// kind as "training under way", which makes writes skip sampling.
+    /// Stop (or let go on) dictionary training, for replay: writes skip
+    /// sampling while it is paused.
     fn pause_training(&self, pause: bool) {
-        for c in self.inner.state.lock().codecs.iter_mut() {
-            c.training = pause;
-        }
+        self.inner.state.lock().training_paused = pause;
     }
 
     /// Apply one redo log record.
@@ -685,10 +691,11 @@ impl Store {
                 raw,
             } => self.load_dictionary(kind, version, raw),
             Op::Dictionary {
-                domain: Some(d), ..
-            } => Err(Error::Config(format!(
-                "a dictionary for dedup domain {d}: this agentmem keeps one per kind"
-            ))),
+                kind,
+                version,
+                domain: Some(d),
+                raw,
+            } => self.load_tenant_dictionary(d, kind, version, raw),
         };
         r.map_err(|e| Error::Corrupt {
             what: format!("redo log operation {seq}"),
@@ -703,9 +710,9 @@ impl Store {
         for (name, i, key) in img.tenants {
             st.tenants.insert(TenantId(name), (i, key));
         }
-        for (kind, version, raw) in img.dictionaries {
+        for (domain, kind, version, raw) in img.dictionaries {
             let d = Dictionary::load(kind, version, Bytes::from(raw), level)?;
-            st.codecs[kind.index()].versions.push(Arc::new(d));
+            st.codec_mut(domain, kind).versions.push(Arc::new(d));
         }
         st.units = Vec::with_capacity(img.units.len());
         for (k, u) in img.units.into_iter().enumerate() {

@@ -6,8 +6,9 @@
 //! being the postcard encoding of `(seq, Op)`. Operations are numbered from
 //! 0 in the order they changed the store (they are logged under the store's
 //! lock, so log order is apply order). A checkpoint captures its image at
-//! some `seq` and, under the same lock, starts a new file at `seq`; once the
-//! image is durable the older files are deleted. [`Store::open`] restores
+//! some `seq` under the same lock, then (outside it) starts a new file
+//! after the last record written, `seq` or later; once the image is
+//! durable the files wholly before `seq` are deleted. [`Store::open`] restores
 //! the image, then replays every record from the image's `seq` on, through
 //! the public API (so content ids and conversation ids come out the same).
 //! A bad record (short, wrong checksum, undecodable) is a torn tail — what
@@ -576,32 +577,37 @@ impl Log {
         Ok(())
     }
 
-    /// Start a new file at the current sequence number (call under the
-    /// store's lock, where the checkpoint takes its image). Everything
-    /// before it is written and fsynced first. Returns that number.
+    /// Start a new file after everything logged so far, which is written
+    /// and fsynced first; returns the number of the new file's first
+    /// operation. Called outside the store's lock, after the checkpoint
+    /// took its image at some earlier number: the records between that
+    /// number and this one stay in the old file, which
+    /// [`Log::truncate_before`] then keeps, and replay skips what the image
+    /// covers.
     pub(crate) fn rotate(&self) -> Result<u64> {
-        let seq = self.logged();
         if !self.enabled {
-            return Ok(seq);
+            return Ok(self.logged());
         }
         let mut io = self.io.lock();
         let (end, old, name) = self.write_locked(&mut io, u64::MAX)?;
         old.sync().map_err(|e| self.fail(&name, "fsyncing", e))?;
         self.durable.fetch_max(end, Ordering::AcqRel);
-        let name = file_name(seq);
+        let name = file_name(end);
         let file = self
             .storage
             .open(&name, true)
             .and_then(|f| {
                 // A file of this name can only be left from a rotation that
-                // failed before anything was logged after it.
+                // failed before anything was logged after it, or be the
+                // current file when nothing was written since the last
+                // rotation: either way it holds no record.
                 f.set_len(0)?;
                 self.storage.sync_dir()?;
                 Ok(f)
             })
             .map_err(io_error(&*self.storage, &name, "starting a new log file"))?;
         *io = Io { file, name, len: 0 };
-        Ok(seq)
+        Ok(end)
     }
 
     /// After the image taken at `seq` is durable: delete the files it

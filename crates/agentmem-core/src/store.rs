@@ -37,6 +37,9 @@ const NIL: u32 = u32::MAX;
 const DELTA_CANDIDATES: usize = 64;
 /// Longest chain of deltas (each decoded against the previous) allowed.
 const MAX_CHAIN: u32 = 4;
+/// Units written to the cold tier per round of a spill (one lock hold to
+/// choose them, one to install them).
+const SPILL_BATCH: usize = 64;
 
 /// The name of a unit: BLAKE3 of its bytes, keyed by its dedup domain.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -298,6 +301,11 @@ impl StoreBuilder {
             dedup_hits: 0,
             dedup_bytes: 0,
             delta_units: 0,
+            generation: 0,
+            inflight: Default::default(),
+            inflight_bytes: 0,
+            tenant_sample_bytes: 0,
+            training_paused: false,
         };
         let checkpoint_every = self.checkpoint_every.filter(|_| self.cold.is_some());
         let store = Store {
@@ -429,9 +437,10 @@ struct Inner {
     /// The redo log of a store opened from a directory (set once its log
     /// is replayed; unset while replaying, so replay logs nothing).
     redo: std::sync::OnceLock<Arc<redo::Log>>,
-    /// Held shared by operations that change the store in more than one
-    /// locked step (fork), exclusively by a checkpoint: its image never
-    /// shows half an operation.
+    /// Held exclusively by a checkpoint. Every operation is now checked,
+    /// logged and applied in one hold of the state lock (a fork reads the
+    /// parent's messages first), so no operation takes it shared any more
+    /// and an image never shows half an operation.
     gate: parking_lot::RwLock<()>,
     durability: Durability,
     clock: Arc<dyn Clock>,
@@ -609,7 +618,11 @@ struct State {
     agents: Vec<Agent>,
     tenants: HashMap<TenantId, (u32, [u8; 32])>,
     conversations: Vec<Option<Conversation>>,
-    codecs: [KindCodec; 5],
+    /// Dictionaries and training state per dedup domain (a tenant's
+    /// index, or `NIL` for the public domain) and kind. A unit is only
+    /// ever compressed with its own domain's dictionary, so no tenant's
+    /// compressed sizes depend on another tenant's private data.
+    codecs: HashMap<(u32, Kind), KindCodec>,
     hot_policy: Box<dyn EvictionPolicy>,
     /// Chooses warm units to move to the cold tier (when one is attached).
     warm_policy: Box<dyn EvictionPolicy>,
@@ -624,6 +637,28 @@ struct State {
     dedup_hits: u64,
     dedup_bytes: u64,
     delta_units: u64,
+    /// The last generation given to a unit body. Store-wide, so a slot
+    /// freed and reused meanwhile never matches a generation taken before.
+    generation: u32,
+    /// Hot units being compressed outside the lock: (generation planned,
+    /// hot bytes), so two threads never demote the same unit or more
+    /// than the excess.
+    inflight: hashbrown::HashMap<u32, (u32, u64)>,
+    inflight_bytes: u64,
+    /// Bytes of dictionary samples copied for tenants' domains, all
+    /// together (capped; see [`Store::after_write`]).
+    tenant_sample_bytes: usize,
+    /// Set while the redo log is replayed: trained dictionaries come from
+    /// the log, so writes collect no samples.
+    training_paused: bool,
+}
+
+/// A conversation's open chunk after an append, computed before the append
+/// is logged.
+struct NextChunk {
+    bytes: Vec<u8>,
+    framing: u16,
+    full: bool,
 }
 
 /// A decode to do outside the lock.
@@ -634,7 +669,8 @@ struct Pending {
     len: usize,
     check: u64,
     dict: Option<Arc<Dictionary>>,
-    base: Option<Bytes>,
+    /// A delta's base: its plain bytes, or how to decode them.
+    base: Option<Box<Source>>,
     /// Set when the frame is on the cold tier: where to fetch it from.
     cold: Option<(Arc<dyn ColdTier>, ContentId)>,
     /// The frame fetched from the cold tier, kept so that promoting the
@@ -672,7 +708,11 @@ impl Pending {
                 self.fetched.get_or_init(|| f)
             }
         };
-        let plain = codec::decompress(frame, self.len, self.dict.as_deref(), self.base.as_deref())?;
+        let base = match &self.base {
+            Some(b) => Some(b.bytes()?),
+            None => None,
+        };
+        let plain = codec::decompress(frame, self.len, self.dict.as_deref(), base.as_deref())?;
         if check_of(&plain) != self.check {
             return Err(Error::Corrupt {
                 what: "warm unit".into(),
@@ -683,7 +723,131 @@ impl Pending {
     }
 }
 
+/// Longest sample of one unit given to dictionary training.
+const MAX_SAMPLE: usize = 64 * 1024;
+
+/// What a dictionary is trained on: copies collected as units were
+/// written, and (for a tenant past the cap on copies) its units read at
+/// training time.
+struct Samples {
+    copied: (Vec<u8>, Vec<usize>),
+    units: Vec<Source>,
+}
+
+/// A unit's plain bytes: at hand, or to decode outside the lock.
+enum Source {
+    Ready(Bytes),
+    Decode(Pending),
+}
+
+impl Source {
+    fn bytes(&self) -> Result<Bytes> {
+        match self {
+            Source::Ready(b) => Ok(b.clone()),
+            Source::Decode(p) => p.decode(),
+        }
+    }
+}
+
+/// A hot unit to compress into the warm tier outside the lock. While it is
+/// planned the unit is in [`State::inflight`], out of the hot policy.
+struct Demotion {
+    key: u32,
+    generation: u32,
+    kind: Kind,
+    plain: Bytes,
+    level: i32,
+    dict: Option<Arc<Dictionary>>,
+    /// A delta's base: its slot and plain bytes (or how to decode them).
+    base: Option<(u32, Source)>,
+    /// Install only if every owner is still parked (a pause's demotion).
+    parked: bool,
+}
+
+/// What compressing a [`Demotion`] gave.
+struct Demoted {
+    frame: Frame,
+    /// The delta did not pay: the unit stands alone from now on.
+    drop_base: bool,
+}
+
+impl Demotion {
+    /// The compression, outside the lock.
+    fn run(&self) -> Result<Demoted> {
+        let mut frame = codec::compress(
+            &self.plain,
+            codec::level_for(self.kind, self.level),
+            self.dict.as_deref(),
+        );
+        let mut drop_base = false;
+        if let Some((_, base)) = &self.base {
+            let reference = base.bytes()?;
+            match codec::compress_delta(&self.plain, &reference) {
+                Some(d) if d.len() < frame.bytes.len() => {
+                    frame = Frame {
+                        bytes: d,
+                        encoding: Encoding::Delta,
+                    }
+                }
+                _ => drop_base = true,
+            }
+        }
+        Ok(Demoted { frame, drop_base })
+    }
+}
+
+/// Units handled per lock hold when demoting, promoting or recompressing
+/// many at once (a pause, a resume, `maintain`): each hold plans or
+/// installs this many, the work between holds runs unlocked, and other
+/// agents' operations get the lock in between.
+const BATCH: usize = 16;
+
 impl State {
+    /// A generation no unit body had before (never 0, which restored
+    /// units start with).
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation
+    }
+
+    /// The dictionary new frames of `kind` in `domain` are compressed with.
+    fn current_dictionary(&self, domain: u32, kind: Kind) -> Option<Arc<Dictionary>> {
+        self.codecs.get(&(domain, kind))?.current().cloned()
+    }
+
+    fn codec_mut(&mut self, domain: u32, kind: Kind) -> &mut KindCodec {
+        self.codecs.entry((domain, kind)).or_default()
+    }
+
+    /// Up to `limit` plain bytes of the tenant's own units of `kind`
+    /// (newest first), to train its dictionary on: the tenant's data is
+    /// already in the store, so no copy of it is kept while it grows.
+    fn tenant_samples(&self, tenant: u32, kind: Kind, limit: usize) -> Vec<Source> {
+        let mut seen = hashbrown::HashSet::new();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for ag in self
+            .agents
+            .iter()
+            .filter(|a| a.tenant == tenant && !a.released)
+        {
+            for &k in ag.units.iter().rev() {
+                if bytes >= limit {
+                    return out;
+                }
+                let u = self.unit(k);
+                if u.kind != kind || u.tenant != tenant || u.logical == 0 || !seen.insert(k) {
+                    continue;
+                }
+                if let Ok(src) = self.source(k) {
+                    bytes += u.logical as usize;
+                    out.push(src);
+                }
+            }
+        }
+        out
+    }
+
     fn unit(&self, k: u32) -> &Unit {
         self.units[k as usize].as_ref().expect("live unit")
     }
@@ -819,6 +983,9 @@ impl State {
             return;
         }
         let u = self.units[k as usize].take().expect("live unit");
+        if let Some((_, bytes)) = self.inflight.remove(&k) {
+            self.inflight_bytes -= bytes;
+        }
         self.count(u.kind, u.tier(), u64::from(u.logical), u.stored(), false);
         self.hot_policy.remove(UnitKey(k));
         self.warm_policy.remove(UnitKey(k));
@@ -855,7 +1022,8 @@ impl State {
         u.body = body;
         u.logical = logical;
         u.check = check;
-        u.generation = u.generation.wrapping_add(1);
+        self.generation = self.generation.wrapping_add(1).max(1);
+        u.generation = self.generation;
         let (new_tier, new_stored) = (u.tier(), u.stored());
         self.count(kind, old_tier, old_logical, old_stored, false);
         self.count(kind, new_tier, u64::from(logical), new_stored, true);
@@ -885,10 +1053,17 @@ impl State {
     }
 
     /// The dictionary a frame of `kind` with `encoding` needs, if any.
-    fn dictionary_for(&self, kind: Kind, encoding: Encoding) -> Result<Option<Arc<Dictionary>>> {
+    fn dictionary_for(
+        &self,
+        domain: u32,
+        kind: Kind,
+        encoding: Encoding,
+    ) -> Result<Option<Arc<Dictionary>>> {
         match encoding {
-            Encoding::Zstd { dict } if dict > 0 => self.codecs[kind.index()]
-                .version(dict)
+            Encoding::Zstd { dict } if dict > 0 => self
+                .codecs
+                .get(&(domain, kind))
+                .and_then(|c| c.version(dict))
                 .cloned()
                 .map(Some)
                 .ok_or_else(|| Error::Corrupt {
@@ -905,7 +1080,7 @@ impl State {
         match &u.body {
             Body::Hot(b, _) => Ok(Ok(b.clone())),
             &Body::Cold(_, encoding) => {
-                let dict = self.dictionary_for(u.kind, encoding)?;
+                let dict = self.dictionary_for(u.tenant, u.kind, encoding)?;
                 let cold = self
                     .cold
                     .clone()
@@ -926,9 +1101,9 @@ impl State {
                 }))
             }
             Body::Warm(frame) => {
-                let dict = self.dictionary_for(u.kind, frame.encoding)?;
+                let dict = self.dictionary_for(u.tenant, u.kind, frame.encoding)?;
                 let base = if frame.encoding == Encoding::Delta {
-                    Some(self.plain_locked(u.base)?)
+                    Some(Box::new(self.source(u.base)?))
                 } else {
                     None
                 };
@@ -947,34 +1122,87 @@ impl State {
         }
     }
 
-    /// Compress a hot unit into the warm tier.
-    fn demote(&mut self, k: u32, level: i32) -> Result<()> {
+    /// A unit's plain bytes, or what is needed to decode them outside the
+    /// lock.
+    fn source(&self, k: u32) -> Result<Source> {
+        Ok(match self.pending(k)? {
+            Ok(b) => Source::Ready(b),
+            Err(p) => Source::Decode(p),
+        })
+    }
+
+    /// Take a hot unit out of the hot policy and plan its compression
+    /// outside the lock; a clean unit (its frame still valid) is demoted
+    /// here at no cost and `None` returned.
+    fn plan_demotion(&mut self, k: u32, level: i32, parked: bool) -> Result<Option<Demotion>> {
         let u = self.unit(k);
         let Body::Hot(plain, clean) = &u.body else {
-            return Ok(());
+            return Ok(None);
         };
+        if self.inflight.contains_key(&k) {
+            return Ok(None);
+        }
         if let Some(frame) = clean {
             let frame = frame.clone();
             self.hot_policy.remove(UnitKey(k));
             self.set_body(k, Body::Warm(frame));
-            return Ok(());
+            return Ok(None);
         }
-        let plain = plain.clone();
-        let kind = u.kind;
-        let base = u.base;
-        let dict = self.codecs[kind.index()].current().cloned();
-        let mut frame = codec::compress(&plain, codec::level_for(kind, level), dict.as_deref());
-        if base != NIL {
-            let reference = self.plain_locked(base)?;
-            match codec::compress_delta(&plain, &reference) {
-                Some(d) if d.len() < frame.bytes.len() => {
-                    frame = Frame {
-                        bytes: d,
-                        encoding: Encoding::Delta,
-                    }
+        let (plain, kind, generation, base_k, bytes) =
+            (plain.clone(), u.kind, u.generation, u.base, u.stored());
+        let dict = self.current_dictionary(u.tenant, kind);
+        let base = if base_k != NIL {
+            Some((base_k, self.source(base_k)?))
+        } else {
+            None
+        };
+        self.hot_policy.remove(UnitKey(k));
+        self.inflight.insert(k, (generation, bytes));
+        self.inflight_bytes += bytes;
+        Ok(Some(Demotion {
+            key: k,
+            generation,
+            kind,
+            plain,
+            level,
+            dict,
+            base,
+            parked,
+        }))
+    }
+
+    /// Install a demotion computed outside the lock, if the unit is still
+    /// the one planned, unchanged and (for a pause) still parked; else put
+    /// it back in the hot policy.
+    fn install_demotion(&mut self, d: Demotion, done: Result<Demoted>, now: Timestamp) {
+        let k = d.key;
+        match self.inflight.get(&k) {
+            Some(&(g, bytes)) if g == d.generation => {
+                self.inflight.remove(&k);
+                self.inflight_bytes -= bytes;
+            }
+            // Freed meanwhile (and maybe reused): nothing of it is ours.
+            _ => return,
+        }
+        let same = self.unit(k).generation == d.generation
+            && matches!(self.unit(k).body, Body::Hot(..))
+            && (!d.parked || self.all_owners_parked(k));
+        let done = match done {
+            Ok(done) if same => done,
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!("a unit stays hot: compressing it failed: {e}");
                 }
-                _ => {
-                    // The delta does not pay: stand alone from now on.
+                if matches!(self.unit(k).body, Body::Hot(..)) {
+                    let v = self.view(k, now);
+                    self.hot_policy.insert(&v);
+                }
+                return;
+            }
+        };
+        if done.drop_base {
+            if let Some((base, _)) = d.base {
+                if self.unit(k).base == base {
                     self.unit_mut(k).base = NIL;
                     self.delta_units -= 1;
                     self.unit_mut(base).dependents -= 1;
@@ -982,9 +1210,50 @@ impl State {
                 }
             }
         }
-        self.hot_policy.remove(UnitKey(k));
-        self.set_body(k, Body::Warm(frame));
-        Ok(())
+        self.set_body(k, Body::Warm(done.frame));
+    }
+
+    /// Hot bytes over the hot budget, not counting those being demoted.
+    fn hot_excess(&self, budget: u64) -> u64 {
+        self.tier_bytes(Tier::Hot)
+            .saturating_sub(self.inflight_bytes)
+            .saturating_sub(budget)
+    }
+
+    /// Plan up to `max` demotions of the hot policy's victims while hot
+    /// bytes (less those being demoted) exceed `budget`.
+    fn plan_hot_victims(
+        &mut self,
+        budget: u64,
+        level: i32,
+        now: Timestamp,
+        max: usize,
+    ) -> Vec<Demotion> {
+        let mut out = Vec::new();
+        let mut failed = Vec::new();
+        while out.len() < max && self.hot_excess(budget) > 0 {
+            let Some(UnitKey(k)) = self.hot_policy.victim(now) else {
+                break;
+            };
+            if self.units.get(k as usize).is_none_or(|u| u.is_none()) {
+                continue;
+            }
+            match self.plan_demotion(k, level, false) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("a unit stays hot: {e}");
+                    failed.push(k);
+                }
+            }
+        }
+        // Back in the running (after the loop, so it is not chosen again
+        // at once).
+        for k in failed {
+            let v = self.view(k, now);
+            self.hot_policy.insert(&v);
+        }
+        out
     }
 
     fn promote(&mut self, k: u32, plain: Bytes, now: Timestamp, fetched: Option<Frame>) {
@@ -1015,18 +1284,6 @@ impl State {
             .all(|&(a, _)| self.agents[a as usize].state.is_parked())
     }
 
-    fn enforce_hot_budget(&mut self, budget: u64, level: i32, now: Timestamp) -> Result<()> {
-        while self.tier_bytes(Tier::Hot) > budget {
-            let Some(UnitKey(k)) = self.hot_policy.victim(now) else {
-                break;
-            };
-            if self.units.get(k as usize).is_some_and(|u| u.is_some()) {
-                self.demote(k, level)?;
-            }
-        }
-        Ok(())
-    }
-
     fn agent_view(&self, a: u32) -> AgentView {
         let ag = &self.agents[a as usize];
         AgentView {
@@ -1053,8 +1310,11 @@ impl Store {
         self.inner.clock.now()
     }
 
-    /// Log a mutating operation (under the state lock, after it
-    /// succeeded). Returns the log position to [`Store::commit`] to.
+    /// Log a mutating operation, under the state lock, after every check
+    /// that could refuse it and before any change it makes: an operation
+    /// the log refuses is not applied, and an applied one is logged (in
+    /// apply order). Nothing after the log call may fail. Returns the log
+    /// position to [`Store::commit`] to.
     fn log(&self, _st: &State, op: &Op<'_>) -> Result<u64> {
         match self.inner.redo.get() {
             Some(l) => Ok(l.append(op)? + 1),
@@ -1140,6 +1400,18 @@ impl Store {
     ) -> Result<AgentId> {
         let now = self.now();
         let mut st = self.inner.state.lock();
+        let id = u32::try_from(st.agents.len())
+            .ok()
+            .filter(|&i| i < NIL)
+            .ok_or_else(|| Error::Config("too many agents".into()))?;
+        let pos = self.log(
+            &st,
+            &Op::Register {
+                name,
+                tenant: &tenant.0,
+                importance,
+            },
+        )?;
         let next = st.tenants.len() as u32;
         let secret = self.cfg().secret;
         let t = st
@@ -1152,10 +1424,6 @@ impl Store {
                 (next, *h.finalize().as_bytes())
             })
             .0;
-        let id = u32::try_from(st.agents.len())
-            .ok()
-            .filter(|&i| i < NIL)
-            .ok_or_else(|| Error::Config("too many agents".into()))?;
         st.agents.push(Agent {
             name: name.to_string(),
             tenant: t,
@@ -1169,14 +1437,6 @@ impl Store {
         let v = st.agent_view(id);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
-        let pos = self.log(
-            &st,
-            &Op::Register {
-                name,
-                tenant: &tenant.0,
-                importance,
-            },
-        )?;
         drop(st);
         self.commit(pos)?;
         Ok(AgentId(id))
@@ -1225,13 +1485,9 @@ impl Store {
         let now = self.now();
         let level = self.cfg().level;
         let mut st = self.inner.state.lock();
-        st.agent(agent)?;
-        let ag = &mut st.agents[agent.0 as usize];
-        if ag.state == state {
+        if st.agent(agent)?.state == state {
             return Ok(());
         }
-        ag.state = state;
-        ag.since = now;
         let pos = self.log(
             &st,
             &Op::SetState {
@@ -1239,21 +1495,72 @@ impl Store {
                 state,
             },
         )?;
+        let ag = &mut st.agents[agent.0 as usize];
+        ag.state = state;
+        ag.since = now;
         let v = st.agent_view(agent.0);
         st.hot_policy.agent_changed(&v);
         st.warm_policy.agent_changed(&v);
-        if state.is_parked() {
-            let units = st.agents[agent.0 as usize].units.clone();
-            for k in units {
-                if matches!(st.unit(k).body, Body::Hot(..)) && st.all_owners_parked(k) {
-                    st.demote(k, level)?;
-                }
-            }
-        }
+        let units = if state.is_parked() {
+            st.agents[agent.0 as usize].units.clone()
+        } else {
+            Vec::new()
+        };
         drop(st);
         self.commit(pos)?;
+        self.park(agent, &units, level);
         self.spill_best_effort();
         Ok(())
+    }
+
+    /// Demote the hot units of a parked agent that no working agent also
+    /// holds, [`BATCH`] per lock hold, compressing outside the lock; a unit
+    /// that changed, or whose agent resumed, meanwhile stays hot.
+    fn park(&self, agent: AgentId, units: &[u32], level: i32) {
+        for batch in units.chunks(BATCH) {
+            let plans: Vec<Demotion> = {
+                let mut st = self.inner.state.lock();
+                if !st.agents[agent.0 as usize].state.is_parked() {
+                    return;
+                }
+                let mut plans = Vec::with_capacity(batch.len());
+                for &k in batch {
+                    let parkable = st
+                        .units
+                        .get(k as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|u| {
+                            matches!(u.body, Body::Hot(..))
+                                && u.owners.iter().any(|o| o.0 == agent.0)
+                        })
+                        && st.all_owners_parked(k);
+                    if !parkable {
+                        continue;
+                    }
+                    match st.plan_demotion(k, level, true) {
+                        Ok(Some(d)) => plans.push(d),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(%agent, "a unit of a parked agent stays hot: {e}"),
+                    }
+                }
+                plans
+            };
+            self.demote_all(plans);
+        }
+    }
+
+    /// Compress planned demotions outside the lock, then install them in
+    /// one lock hold.
+    fn demote_all(&self, plans: Vec<Demotion>) {
+        if plans.is_empty() {
+            return;
+        }
+        let done: Vec<Result<Demoted>> = plans.iter().map(Demotion::run).collect();
+        let now = self.now();
+        let mut st = self.inner.state.lock();
+        for (d, r) in plans.into_iter().zip(done) {
+            st.install_demotion(d, r, now);
+        }
     }
 
     /// Move warm victims to the cold tier while hot + warm bytes exceed the
@@ -1291,7 +1598,11 @@ impl Store {
         self.inner.cold_error.lock().clone()
     }
 
-    /// [`Store::spill`] with `cold_io` held.
+    /// [`Store::spill`] with `cold_io` held. Every victim taken from the
+    /// warm policy goes back to it unless its bytes went to disk: those
+    /// that must stay in RAM (delta bases and deltas) after each round,
+    /// those not written when a put fails (with the pending delete the
+    /// batch superseded), so a full disk never leaves units stuck in RAM.
     fn spill_locked(&self) -> Result<()> {
         let budget = self.cfg().ram_budget;
         for _ in 0..1024 {
@@ -1302,29 +1613,38 @@ impl Store {
                     (st.tier_bytes(Tier::Hot) + st.tier_bytes(Tier::Warm)).saturating_sub(budget);
                 let now = self.now();
                 let mut batch = Vec::new();
-                while excess > 0 && batch.len() < 256 {
+                let mut kept = Vec::new();
+                while excess > 0 && batch.len() < SPILL_BATCH {
                     let Some(UnitKey(k)) = st.warm_policy.victim(now) else {
                         break;
                     };
                     let Some(u) = st.units.get(k as usize).and_then(Option::as_ref) else {
                         continue;
                     };
+                    let Body::Warm(f) = &u.body else { continue };
                     // Delta bases and deltas stay in RAM: decoding one must
-                    // never need disk I/O under the lock.
+                    // never need disk I/O for its base. They go back to the
+                    // policy after this round (a base whose deltas all go
+                    // becomes a victim like any other unit).
                     if u.dependents > 0 || u.base != NIL {
+                        kept.push(k);
                         continue;
                     }
-                    let Body::Warm(f) = &u.body else { continue };
                     excess = excess.saturating_sub(f.bytes.len() as u64);
                     if let Some((len, enc)) = u.disk {
                         // Its bytes are on disk already: nothing to write.
                         st.set_body(k, Body::Cold(len, enc));
                         continue;
                     }
-                    let key = u.cold_key();
-                    batch.push((k, u.generation, key, f.clone()));
-                    // A put supersedes a pending delete of the same record.
-                    st.cold_deletes.remove(&key);
+                    let (key, generation, frame) = (u.cold_key(), u.generation, f.clone());
+                    // A put supersedes a pending delete of the same record
+                    // (restored if the put fails).
+                    let superseded = st.cold_deletes.remove(&key);
+                    batch.push((k, generation, key, frame, superseded));
+                }
+                for k in kept {
+                    let v = st.view(k, now);
+                    st.warm_policy.insert(&v);
                 }
                 (cold, batch)
             };
@@ -1334,14 +1654,15 @@ impl Store {
             let mut written: Vec<(u32, u32, ContentId, u32, Encoding)> =
                 Vec::with_capacity(batch.len());
             let mut failed = None;
-            for (k, generation, key, frame) in batch {
+            let mut batch = batch.into_iter();
+            for (k, generation, key, frame, superseded) in batch.by_ref() {
                 let rec = ColdRecord {
                     id: *key.as_bytes(),
                     encoding: frame.encoding.tag(),
                     bytes: frame.bytes.to_vec(),
                 };
                 if let Err(e) = cold.put(&rec) {
-                    failed = Some((k, e));
+                    failed = Some((e, vec![(k, generation, key, superseded)]));
                     break;
                 }
                 written.push((k, generation, key, frame.bytes.len() as u32, frame.encoding));
@@ -1361,14 +1682,21 @@ impl Store {
                     st.cold_deletes.insert(key);
                 }
             }
-            if let Some((k, e)) = failed {
-                // Put it back in the running so it is tried again.
-                if st.units[k as usize]
-                    .as_ref()
-                    .is_some_and(|u| matches!(u.body, Body::Warm(_)))
-                {
-                    let v = st.view(k, self.now());
-                    st.warm_policy.insert(&v);
+            if let Some((e, mut unwritten)) = failed {
+                unwritten.extend(batch.map(|(k, g, key, _, superseded)| (k, g, key, superseded)));
+                let now = self.now();
+                for (k, generation, key, superseded) in unwritten {
+                    if superseded {
+                        st.cold_deletes.insert(key);
+                    }
+                    // Back in the running, so it is tried again. A unit
+                    // that changed meanwhile is already where it belongs.
+                    if st.units[k as usize].as_ref().is_some_and(|u| {
+                        u.generation == generation && matches!(u.body, Body::Warm(_))
+                    }) {
+                        let v = st.view(k, now);
+                        st.warm_policy.insert(&v);
+                    }
                 }
                 return Err(Error::cold(e));
             }
@@ -1382,7 +1710,7 @@ impl Store {
         let p = {
             let st = self.inner.state.lock();
             let conv = Self::conv(&st, c)?;
-            if conv.tail == NIL || !matches!(st.unit(conv.tail).body, Body::Cold(..)) {
+            if conv.tail == NIL || matches!(st.unit(conv.tail).body, Body::Hot(..)) {
                 return Ok(());
             }
             match st.pending(conv.tail)? {
@@ -1406,10 +1734,6 @@ impl Store {
     pub fn set_importance(&self, agent: AgentId, importance: Importance) -> Result<()> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
-        st.agents[agent.0 as usize].importance = importance;
-        let v = st.agent_view(agent.0);
-        st.hot_policy.agent_changed(&v);
-        st.warm_policy.agent_changed(&v);
         let pos = self.log(
             &st,
             &Op::SetImportance {
@@ -1417,6 +1741,10 @@ impl Store {
                 importance,
             },
         )?;
+        st.agents[agent.0 as usize].importance = importance;
+        let v = st.agent_view(agent.0);
+        st.hot_policy.agent_changed(&v);
+        st.warm_policy.agent_changed(&v);
         drop(st);
         self.commit(pos)
     }
@@ -1499,9 +1827,10 @@ impl Store {
     }
 
     /// Bring an agent's units back to hot (newest first, up to half the
-    /// hot budget), decoding and reading the disk outside the lock.
+    /// hot budget), [`BATCH`] per lock hold, decoding and reading the disk
+    /// outside the lock.
     fn prefetch(&self, agent: AgentId, started: Instant) -> Result<ResumeReport> {
-        let pending: Vec<Pending> = {
+        let wanted: Vec<(u32, u32)> = {
             let st = self.inner.state.lock();
             st.agent(agent)?;
             let mut budget = self.cfg().hot_budget / 2;
@@ -1513,36 +1842,55 @@ impl Store {
                         break;
                     }
                     budget -= u64::from(u.logical);
-                    if let Err(p) = st.pending(k)? {
-                        out.push(p);
-                    }
+                    out.push((k, u.generation));
                 }
             }
             out
         };
-        let decoded: Vec<(u32, u32, Bytes, Option<Frame>)> = pending
-            .iter()
-            .map(|p| {
-                p.decode()
-                    .map(|b| (p.key, p.generation, b, p.fetched.get().cloned()))
-            })
-            .collect::<Result<_>>()?;
         let mut report = ResumeReport::default();
-        let now = self.now();
-        let mut st = self.inner.state.lock();
-        for (k, generation, plain, fetched) in decoded {
-            if st.units[k as usize]
-                .as_ref()
-                .is_some_and(|u| u.generation == generation)
-            {
-                report.units += 1;
-                report.bytes += plain.len() as u64;
-                st.promote(k, plain, now, fetched);
-                self.record(&st, k, Some(agent.0), AccessOp::Prefetch, now);
+        for batch in wanted.chunks(BATCH) {
+            let pending: Vec<Pending> = {
+                let st = self.inner.state.lock();
+                let mut out = Vec::with_capacity(batch.len());
+                for &(k, generation) in batch {
+                    let same = st
+                        .units
+                        .get(k as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|u| {
+                            u.generation == generation
+                                && matches!(u.tier(), Tier::Warm | Tier::Cold)
+                        });
+                    if same {
+                        if let Err(p) = st.pending(k)? {
+                            out.push(p);
+                        }
+                    }
+                }
+                out
+            };
+            let decoded: Vec<(u32, u32, Bytes, Option<Frame>)> = pending
+                .iter()
+                .map(|p| {
+                    p.decode()
+                        .map(|b| (p.key, p.generation, b, p.fetched.get().cloned()))
+                })
+                .collect::<Result<_>>()?;
+            let now = self.now();
+            let mut st = self.inner.state.lock();
+            for (k, generation, plain, fetched) in decoded {
+                if st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| u.generation == generation)
+                {
+                    report.units += 1;
+                    report.bytes += plain.len() as u64;
+                    st.promote(k, plain, now, fetched);
+                    self.record(&st, k, Some(agent.0), AccessOp::Prefetch, now);
+                }
             }
         }
-        st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
-        drop(st);
+        self.keep_hot_budget(self.now());
         report.elapsed = started.elapsed();
         self.spill_best_effort();
         Ok(report)
@@ -1552,8 +1900,9 @@ impl Store {
     pub fn release_agent(&self, agent: AgentId) -> Result<()> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
+        let pos = self.log(&st, &Op::ReleaseAgent { agent: agent.0 })?;
         for c in st.agents[agent.0 as usize].conversations.clone() {
-            Self::delete_conversation_locked(&mut st, ConversationId(c))?;
+            Self::delete_conversation_locked(&mut st, ConversationId(c));
         }
         for k in st.agents[agent.0 as usize].units.clone() {
             let n = st
@@ -1567,7 +1916,6 @@ impl Store {
             }
         }
         st.agents[agent.0 as usize].released = true;
-        let pos = self.log(&st, &Op::ReleaseAgent { agent: agent.0 })?;
         drop(st);
         self.commit(pos)
     }
@@ -1629,16 +1977,17 @@ impl Store {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
         if let Some(k) = st.lookup(&id) {
+            let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
             st.add_owner(k, agent.0);
             st.dedup_hits += 1;
             st.dedup_bytes += data.len() as u64;
             st.touch(k, now);
             self.record(&st, k, Some(agent.0), AccessOp::Put, now);
-            let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
             drop(st);
             self.commit(pos)?;
             return Ok(id);
         }
+        let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
         let mut base = NIL;
         if let Some(sketch) = &sketch {
             let best = st.candidates.get(&(kind, tenant)).and_then(|c| {
@@ -1653,6 +2002,7 @@ impl Store {
                 }
             }
         }
+        let generation = st.next_generation();
         let k = st.alloc(Unit {
             id,
             body: Body::Hot(Bytes::copy_from_slice(data), None),
@@ -1667,7 +2017,7 @@ impl Store {
             kind,
             open: false,
             disk: None,
-            generation: 0,
+            generation,
         });
         if base != NIL {
             st.unit_mut(base).dependents += 1;
@@ -1685,58 +2035,148 @@ impl Store {
         let v = st.view(k, now);
         st.hot_policy.insert(&v);
         self.record(&st, k, Some(agent.0), AccessOp::Put, now);
-        let pos = self.log(&st, &put_op(agent, kind, vis, data))?;
-        self.after_write(st, kind, data, now)?;
+        self.after_write(st, tenant, kind, data, now);
         self.commit(pos)?;
         self.spill_best_effort();
         Ok(id)
     }
 
     /// Bookkeeping after a write: collect a dictionary sample, keep the hot
-    /// budget, and train the kind's dictionary once it has enough samples
-    /// (outside the lock).
+    /// budget, and train the domain's dictionary for the kind once it has
+    /// enough samples (outside the lock). Samples are copies of written
+    /// units (at most [`MAX_SAMPLE`] each, the training threshold per
+    /// domain and kind); tenants' copies together are capped at 16 times
+    /// the threshold, and a tenant past the cap gets the rest of its
+    /// samples from its own units, read when it reaches the threshold.
     fn after_write(
         &self,
         mut st: parking_lot::MutexGuard<'_, State>,
+        domain: u32,
         kind: Kind,
         sample: &[u8],
         now: Timestamp,
-    ) -> Result<()> {
+    ) {
         let train_after = self.cfg().train_after;
-        let c = &mut st.codecs[kind.index()];
         let mut to_train = None;
-        if train_after > 0 && codec::trains(kind) && c.versions.is_empty() && !c.training {
-            c.samples
-                .extend_from_slice(&sample[..sample.len().min(64 * 1024)]);
-            c.sample_sizes.push(sample.len().min(64 * 1024));
-            if c.samples.len() >= train_after && c.sample_sizes.len() >= 16 {
-                c.training = true;
-                to_train = Some((
-                    std::mem::take(&mut c.samples),
-                    std::mem::take(&mut c.sample_sizes),
-                ));
+        if train_after > 0 && codec::trains(kind) && !st.training_paused {
+            let cap = train_after.saturating_mul(16);
+            let tenant_samples = st.tenant_sample_bytes;
+            let c = st.codec_mut(domain, kind);
+            if c.versions.is_empty() && !c.training {
+                let n = sample.len().min(MAX_SAMPLE);
+                let copy =
+                    c.samples.len() < train_after && (domain == NIL || tenant_samples + n <= cap);
+                if copy {
+                    c.samples.extend_from_slice(&sample[..n]);
+                    c.sample_sizes.push(n);
+                }
+                c.seen += sample.len() as u64;
+                let ready = if domain == NIL {
+                    c.samples.len() >= train_after && c.sample_sizes.len() >= 16
+                } else {
+                    c.seen >= train_after as u64
+                };
+                let mut taken = 0;
+                if ready {
+                    c.training = true;
+                    c.seen = 0;
+                    let copied = (
+                        std::mem::take(&mut c.samples),
+                        std::mem::take(&mut c.sample_sizes),
+                    );
+                    taken = copied.0.len();
+                    let units = if domain != NIL && copied.0.len() < train_after {
+                        st.tenant_samples(domain, kind, train_after - copied.0.len())
+                    } else {
+                        Vec::new()
+                    };
+                    to_train = Some(Samples { copied, units });
+                }
+                if domain != NIL {
+                    st.tenant_sample_bytes =
+                        st.tenant_sample_bytes + if copy { n } else { 0 } - taken;
+                }
             }
         }
-        st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+        let over = st.hot_excess(self.cfg().hot_budget) > 0;
         drop(st);
-        if let Some((samples, sizes)) = to_train {
-            self.train(kind, &samples, &sizes)?;
+        if over {
+            self.keep_hot_budget(now);
         }
-        Ok(())
+        if let Some(samples) = to_train {
+            // The write is applied and logged: a dictionary that fails to
+            // load only means the kind goes on compressing without one.
+            if let Err(e) = self.train(domain, kind, samples) {
+                tracing::warn!(%kind, "trained dictionary refused: {e}");
+                self.inner.state.lock().codec_mut(domain, kind).training = false;
+            }
+        }
     }
 
-    fn train(&self, kind: Kind, samples: &[u8], sizes: &[usize]) -> Result<()> {
-        let trained = codec::train(samples, sizes, self.cfg().dictionary_size);
+    /// Demote the hot policy's victims while hot bytes exceed the hot
+    /// budget. Best effort: the operation that called it has succeeded.
+    /// Victims are chosen [`BATCH`] at a time under the lock and
+    /// compressed outside it.
+    fn keep_hot_budget(&self, now: Timestamp) {
+        let (budget, level) = (self.cfg().hot_budget, self.cfg().level);
+        for _ in 0..1024 {
+            let plans = self
+                .inner
+                .state
+                .lock()
+                .plan_hot_victims(budget, level, now, BATCH);
+            if plans.is_empty() {
+                return;
+            }
+            self.demote_all(plans);
+        }
+    }
+
+    /// Train and load a dictionary outside the lock; only installing it
+    /// takes the lock.
+    fn train(&self, domain: u32, kind: Kind, samples: Samples) -> Result<()> {
+        let (mut all, mut sizes) = samples.copied;
+        for u in samples.units {
+            // A unit freed or changed meanwhile is just skipped.
+            let Ok(plain) = u.bytes() else { continue };
+            let mut push = |m: &[u8]| {
+                let m = &m[..m.len().min(MAX_SAMPLE)];
+                all.extend_from_slice(m);
+                sizes.push(m.len());
+            };
+            // A conversation chunk's samples are its messages, as appends
+            // give them.
+            match (kind, chunk::count(&plain)) {
+                (Kind::Conversation, Ok(n)) => {
+                    for i in 0..n {
+                        if let Ok(r) = chunk::message_range(&plain, i) {
+                            push(&plain[r]);
+                        }
+                    }
+                }
+                _ => push(&plain),
+            }
+        }
+        let samples = all;
+        let trained = if sizes.len() >= 16 {
+            codec::train(&samples, &sizes, self.cfg().dictionary_size)
+        } else {
+            None
+        };
+        let loaded =
+            trained.map(|raw| Dictionary::load(kind, 0, Bytes::from(raw), self.cfg().level));
         let mut st = self.inner.state.lock();
-        let c = &mut st.codecs[kind.index()];
+        let c = st.codec_mut(domain, kind);
         c.training = false;
-        let Some(raw) = trained else {
-            // Too little variety to train on: keep compressing without.
+        let Some(loaded) = loaded else {
+            // Too little variety to train on: keep compressing without
+            // (a tenant tries again after as many bytes more).
             tracing::debug!(%kind, "dictionary training found nothing to learn");
             return Ok(());
         };
+        let mut dict = loaded?;
         let version = c.versions.len() as u32 + 1;
-        let dict = Dictionary::load(kind, version, Bytes::from(raw), self.cfg().level)?;
+        dict.version = version;
         // Logged (before it is installed) like an explicit load, so replay
         // numbers dictionary versions as this run did.
         let pos = self.log(
@@ -1744,11 +2184,11 @@ impl Store {
             &Op::Dictionary {
                 kind,
                 version,
-                domain: None,
+                domain: (domain != NIL).then_some(domain),
                 raw: &dict.raw,
             },
         )?;
-        let c = &mut st.codecs[kind.index()];
+        let c = st.codec_mut(domain, kind);
         c.versions.push(Arc::new(dict));
         c.trained_on = sizes.len() as u64;
         tracing::debug!(%kind, version, "trained dictionary");
@@ -1763,24 +2203,77 @@ impl Store {
     pub fn load_dictionary(&self, kind: Kind, version: u32, raw: &[u8]) -> Result<()> {
         let dict = Dictionary::load(kind, version, Bytes::copy_from_slice(raw), self.cfg().level)?;
         let mut st = self.inner.state.lock();
-        let c = &mut st.codecs[kind.index()];
-        if version as usize != c.versions.len() + 1 {
+        let have = st.codecs.get(&(NIL, kind)).map_or(0, |c| c.versions.len());
+        if version as usize != have + 1 {
             return Err(Error::CorruptDictionary {
                 kind,
                 version,
-                detail: format!("expected version {}", c.versions.len() + 1),
+                detail: format!("expected version {}", have + 1),
             });
         }
-        c.versions.push(Arc::new(dict));
         let pos = self.log(&st, &Op::LoadDictionary { kind, version, raw })?;
+        st.codec_mut(NIL, kind).versions.push(Arc::new(dict));
         drop(st);
         self.commit(pos)
     }
 
-    /// The bytes of a dictionary, to persist it.
+    /// Replay of a dictionary a tenant's domain trained: installed as the
+    /// domain's next version.
+    fn load_tenant_dictionary(
+        &self,
+        domain: u32,
+        kind: Kind,
+        version: u32,
+        raw: &[u8],
+    ) -> Result<()> {
+        let dict = Dictionary::load(kind, version, Bytes::copy_from_slice(raw), self.cfg().level)?;
+        let mut st = self.inner.state.lock();
+        if !st.tenants.values().any(|&(t, _)| t == domain) {
+            return Err(Error::Config(format!(
+                "a dictionary for unknown tenant {domain}"
+            )));
+        }
+        let have = st
+            .codecs
+            .get(&(domain, kind))
+            .map_or(0, |c| c.versions.len());
+        if version as usize != have + 1 {
+            return Err(Error::CorruptDictionary {
+                kind,
+                version,
+                detail: format!("expected version {} for tenant {domain}", have + 1),
+            });
+        }
+        let pos = self.log(
+            &st,
+            &Op::Dictionary {
+                kind,
+                version,
+                domain: Some(domain),
+                raw,
+            },
+        )?;
+        st.codec_mut(domain, kind).versions.push(Arc::new(dict));
+        drop(st);
+        self.commit(pos)
+    }
+
+    /// The bytes of a dictionary of the public domain (trained on public
+    /// units, or loaded with [`Store::load_dictionary`]), to persist it.
     pub fn dictionary(&self, kind: Kind, version: u32) -> Option<Bytes> {
         let st = self.inner.state.lock();
-        st.codecs[kind.index()]
+        st.codecs
+            .get(&(NIL, kind))?
+            .version(version)
+            .map(|d| d.raw.clone())
+    }
+
+    /// The bytes of a dictionary trained on `tenant`'s private units.
+    pub fn tenant_dictionary(&self, tenant: &TenantId, kind: Kind, version: u32) -> Option<Bytes> {
+        let st = self.inner.state.lock();
+        let &(t, _) = st.tenants.get(tenant)?;
+        st.codecs
+            .get(&(t, kind))?
             .version(version)
             .map(|d| d.raw.clone())
     }
@@ -1852,8 +2345,8 @@ impl Store {
             && !st.all_owners_parked(p.key)
         {
             st.promote(p.key, plain.clone(), now, p.fetched.get().cloned());
-            st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
             drop(st);
+            self.keep_hot_budget(now);
             self.spill_best_effort();
         }
         Ok(plain)
@@ -1872,7 +2365,6 @@ impl Store {
             });
         }
         let _ = to_tenant;
-        st.add_owner(k, to.0);
         let pos = self.log(
             &st,
             &Op::Share {
@@ -1881,6 +2373,7 @@ impl Store {
                 to: to.0,
             },
         )?;
+        st.add_owner(k, to.0);
         drop(st);
         self.commit(pos)
     }
@@ -1892,8 +2385,7 @@ impl Store {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
         let k = st.lookup_held(id)?;
-        self.record(&st, k, Some(agent.0), AccessOp::Release, now);
-        if !st.drop_ref(k, agent.0) {
+        if !st.unit(k).owners.iter().any(|o| o.0 == agent.0) {
             return Err(Error::NotOwner {
                 agent,
                 id: id.to_hex(),
@@ -1906,6 +2398,8 @@ impl Store {
                 id: id.0,
             },
         )?;
+        self.record(&st, k, Some(agent.0), AccessOp::Release, now);
+        st.drop_ref(k, agent.0);
         drop(st);
         self.commit(pos)
     }
@@ -1929,7 +2423,8 @@ impl Store {
             .is_some_and(|u| u.generation == pending.generation)
         {
             st.promote(pending.key, plain, now, pending.fetched.get().cloned());
-            st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
+            drop(st);
+            self.keep_hot_budget(now);
         }
         Ok(())
     }
@@ -1960,8 +2455,8 @@ impl Store {
     pub fn create_conversation(&self, agent: AgentId) -> Result<ConversationId> {
         let mut st = self.inner.state.lock();
         st.agent(agent)?;
-        let c = Self::new_conversation(&mut st, agent.0);
         let pos = self.log(&st, &Op::CreateConversation { agent: agent.0 })?;
+        let c = Self::new_conversation(&mut st, agent.0);
         drop(st);
         self.commit(pos)?;
         Ok(c)
@@ -2000,14 +2495,21 @@ impl Store {
             let st = self.inner.state.lock();
             let conv = Self::conv(&st, conversation)?;
             rounds += 1;
-            if conv.tail == NIL
-                || !matches!(st.unit(conv.tail).body, Body::Cold(..))
-                || rounds == 64
-            {
+            if conv.tail == NIL || matches!(st.unit(conv.tail).body, Body::Hot(..)) {
+                break st;
+            }
+            if rounds == 64 {
+                // Demoted again every time: decode it here, unless it is
+                // on disk (no disk I/O under the lock).
+                if matches!(st.unit(conv.tail).body, Body::Cold(..)) {
+                    return Err(Error::cold(std::io::Error::other(format!(
+                        "append to {conversation}: its open chunk kept going back to disk; try again"
+                    ))));
+                }
                 break st;
             }
         };
-        let i = self.append_locked(&mut st, conversation, message, now)?;
+        let next = Self::prepare_append(&st, conversation, message)?;
         let pos = self.log(
             &st,
             &Op::Append {
@@ -2015,20 +2517,41 @@ impl Store {
                 data: message,
             },
         )?;
-        self.after_write(st, Kind::Conversation, message, now)?;
+        let tenant = st.agents[Self::conv(&st, conversation)?.agent as usize].tenant;
+        let i = self.apply_append(&mut st, conversation, next, now);
+        self.after_write(st, tenant, Kind::Conversation, message, now);
         self.commit(pos)?;
         self.spill_best_effort();
         Ok(i)
     }
 
-    fn append_locked(
+    /// The open chunk of a conversation with `message` appended: every
+    /// check an append can fail, done before it is logged.
+    fn prepare_append(st: &State, c: ConversationId, message: &[u8]) -> Result<NextChunk> {
+        let conv = Self::conv(st, c)?;
+        let old = if conv.tail == NIL {
+            Bytes::new()
+        } else {
+            st.plain_locked(conv.tail)?
+        };
+        let new = chunk::append(&old, message)?;
+        let n = chunk::count(&new)?;
+        Ok(NextChunk {
+            full: new.len() >= chunk::CHUNK_TARGET_BYTES || n >= chunk::CHUNK_MAX_MESSAGES,
+            framing: (4 * (n + 1)) as u16,
+            bytes: new,
+        })
+    }
+
+    /// Install a prepared append (cannot fail); returns the message's index.
+    fn apply_append(
         &self,
         st: &mut State,
         c: ConversationId,
-        message: &[u8],
+        next: NextChunk,
         now: Timestamp,
-    ) -> Result<u64> {
-        let conv = Self::conv(st, c)?;
+    ) -> u64 {
+        let conv = st.conversations[c.0 as usize].as_ref().expect("checked");
         let (agent, tail, index) = (conv.agent, conv.tail, conv.len);
         let tenant = st.agents[agent as usize].tenant;
         let tail = if tail == NIL {
@@ -2038,6 +2561,7 @@ impl Store {
             h.update(b"open chunk");
             h.update(&c.0.to_le_bytes());
             h.update(&index.to_le_bytes());
+            let generation = st.next_generation();
             let k = st.alloc(Unit {
                 id: ContentId(*h.finalize().as_bytes()),
                 body: Body::Hot(Bytes::new(), None),
@@ -2052,7 +2576,7 @@ impl Store {
                 kind: Kind::Conversation,
                 open: true,
                 disk: None,
-                generation: 0,
+                generation,
             });
             st.add_owner(k, agent);
             let conv = st.conversations[c.0 as usize].as_mut().expect("checked");
@@ -2064,19 +2588,16 @@ impl Store {
         } else {
             tail
         };
-        let old = st.plain_locked(tail)?;
-        let new = chunk::append(&old, message)?;
-        let n = chunk::count(&new)?;
-        let full = new.len() >= chunk::CHUNK_TARGET_BYTES || n >= chunk::CHUNK_MAX_MESSAGES;
         let was_hot = st.unit(tail).tier() == Tier::Hot;
         if st.unit(tail).disk.is_some() {
             let key = st.unit(tail).cold_key();
             st.cold_deletes.insert(key);
             st.unit_mut(tail).disk = None;
         }
-        let (len, check) = (new.len() as u32, check_of(&new));
-        st.replace_body(tail, Body::Hot(Bytes::from(new), None), len, check);
-        st.unit_mut(tail).framing = (4 * (n + 1)) as u16;
+        let (len, check) = (next.bytes.len() as u32, check_of(&next.bytes));
+        let plain = Bytes::from(next.bytes);
+        st.replace_body(tail, Body::Hot(plain.clone(), None), len, check);
+        st.unit_mut(tail).framing = next.framing;
         let v = st.view(tail, now);
         if was_hot {
             st.hot_policy.access(&v);
@@ -2087,21 +2608,21 @@ impl Store {
         self.record(st, tail, Some(agent), AccessOp::Append, now);
         let conv = st.conversations[c.0 as usize].as_mut().expect("checked");
         conv.len += 1;
-        if full {
-            self.seal(st, c, now)?;
+        if next.full {
+            self.seal(st, c, plain);
         }
-        Ok(index)
+        index
     }
 
-    /// Turn the open chunk into a content-addressed unit (or a reference to
-    /// an identical one, e.g. from a fork).
-    fn seal(&self, st: &mut State, c: ConversationId, _now: Timestamp) -> Result<()> {
-        let conv = Self::conv(st, c)?;
+    /// Turn the open chunk (whose plain bytes are `plain`) into a
+    /// content-addressed unit (or a reference to an identical one, e.g.
+    /// from a fork).
+    fn seal(&self, st: &mut State, c: ConversationId, plain: Bytes) {
+        let conv = st.conversations[c.0 as usize].as_ref().expect("checked");
         let (tail, first, agent) = (conv.tail, conv.tail_first, conv.agent);
         if tail == NIL {
-            return Ok(());
+            return;
         }
-        let plain = st.plain_locked(tail)?;
         let tenant = st.unit(tail).tenant;
         let key = st
             .tenants
@@ -2130,7 +2651,6 @@ impl Store {
         conv.chunks.push((sealed, first));
         conv.tail = NIL;
         conv.tail_first = conv.len;
-        Ok(())
     }
 
     /// Number of messages in a conversation.
@@ -2224,10 +2744,83 @@ impl Store {
         at: u64,
     ) -> Result<ConversationId> {
         let now = self.now();
-        let _gate = self.inner.gate.read();
-        let mut st = self.inner.state.lock();
+        // The messages past the last shared chunk (part of one chunk) are
+        // read outside the lock, then the fork is checked again, logged and
+        // applied in one lock hold. A parent whose open chunk was sealed
+        // meanwhile shares more chunks: read again.
+        let mut copied_from = None;
+        for _ in 0..16 {
+            let from = {
+                let st = self.inner.state.lock();
+                Self::fork_plan(&st, agent, parent, at)?.1
+            };
+            let rest = if copied_from == Some(from) {
+                None
+            } else {
+                copied_from = Some(from);
+                Some(self.read_messages(parent, from..at)?)
+            };
+            let Some(rest) = rest else { continue };
+            let mut st = self.inner.state.lock();
+            let (shared, from_now) = Self::fork_plan(&st, agent, parent, at)?;
+            if from_now != from {
+                continue;
+            }
+            // The rest fitted in one open chunk of the parent, so it fits
+            // in one here: preparing it is every check the appends make.
+            let mut next = Vec::with_capacity(rest.len());
+            let mut chunk_bytes = Vec::new();
+            for m in &rest {
+                chunk_bytes = chunk::append(&chunk_bytes, m)?;
+                let n = chunk::count(&chunk_bytes)?;
+                next.push(NextChunk {
+                    full: chunk_bytes.len() >= chunk::CHUNK_TARGET_BYTES
+                        || n >= chunk::CHUNK_MAX_MESSAGES,
+                    framing: (4 * (n + 1)) as u16,
+                    bytes: chunk_bytes.clone(),
+                });
+            }
+            // Logged in order with the conversation id it takes; replay
+            // copies the same messages (those before `at` never change).
+            let pos = self.log(
+                &st,
+                &Op::Fork {
+                    agent: agent.0,
+                    parent: parent.0,
+                    at,
+                },
+            )?;
+            let id = Self::new_conversation(&mut st, agent.0);
+            for &(k, _) in &shared {
+                st.add_owner(k, agent.0);
+            }
+            let conv = st.conversations[id.0 as usize].as_mut().expect("just made");
+            conv.chunks = shared;
+            conv.len = from;
+            conv.tail_first = from;
+            for n in next {
+                self.apply_append(&mut st, id, n, now);
+            }
+            drop(st);
+            self.keep_hot_budget(now);
+            self.commit(pos)?;
+            return Ok(id);
+        }
+        Err(Error::Config(format!(
+            "fork of {parent}: the parent kept changing; try again"
+        )))
+    }
+
+    /// Check a fork and return the chunks it shares and the index of the
+    /// first message it copies.
+    fn fork_plan(
+        st: &State,
+        agent: AgentId,
+        parent: ConversationId,
+        at: u64,
+    ) -> Result<(Vec<(u32, u64)>, u64)> {
         let tenant = st.agent(agent)?.tenant;
-        let p = Self::conv(&st, parent)?;
+        let p = Self::conv(st, parent)?;
         if at > p.len {
             return Err(Error::OutOfRange {
                 conversation: parent,
@@ -2249,54 +2842,29 @@ impl Store {
             .map(|(_, c)| *c)
             .collect();
         let copied_from = p.chunks.get(shared.len()).map_or(p.tail_first, |c| c.1);
-        let id = Self::new_conversation(&mut st, agent.0);
-        for &(k, _) in &shared {
-            st.add_owner(k, agent.0);
-        }
-        let conv = st.conversations[id.0 as usize].as_mut().expect("just made");
-        conv.chunks = shared;
-        conv.len = copied_from;
-        conv.tail_first = copied_from;
-        // Logged now, in order with the conversation id it took; replay
-        // copies the same messages (those before `at` never change).
-        let pos = self.log(
-            &st,
-            &Op::Fork {
-                agent: agent.0,
-                parent: parent.0,
-                at,
-            },
-        )?;
-        drop(st);
-        // The rest (part of one chunk) is appended message by message.
-        let rest = self.read_messages(parent, copied_from..at)?;
-        let mut st = self.inner.state.lock();
-        for m in rest {
-            self.append_locked(&mut st, id, &m, now)?;
-        }
-        st.enforce_hot_budget(self.cfg().hot_budget, self.cfg().level, now)?;
-        drop(st);
-        self.commit(pos)?;
-        Ok(id)
+        Ok((shared, copied_from))
     }
 
     /// Delete a conversation, releasing its chunks.
     pub fn delete_conversation(&self, conversation: ConversationId) -> Result<()> {
         let mut st = self.inner.state.lock();
-        Self::delete_conversation_locked(&mut st, conversation)?;
+        Self::conv(&st, conversation)?;
         let pos = self.log(
             &st,
             &Op::DeleteConversation {
                 conversation: conversation.0,
             },
         )?;
+        Self::delete_conversation_locked(&mut st, conversation);
         drop(st);
         self.commit(pos)
     }
 
-    fn delete_conversation_locked(st: &mut State, c: ConversationId) -> Result<()> {
-        Self::conv(st, c)?;
-        let conv = st.conversations[c.0 as usize].take().expect("checked");
+    /// Delete a conversation the caller checked exists.
+    fn delete_conversation_locked(st: &mut State, c: ConversationId) {
+        let Some(conv) = st.conversations[c.0 as usize].take() else {
+            return;
+        };
         for (k, _) in conv.chunks {
             st.drop_ref(k, conv.agent);
         }
@@ -2306,33 +2874,62 @@ impl Store {
         st.agents[conv.agent as usize]
             .conversations
             .retain(|&x| x != c.0);
-        Ok(())
     }
 
     // ---- upkeep and stats ---------------------------------------------
 
     /// Periodic upkeep: recompress warm units that were compressed before
     /// their kind had a dictionary, at most `limit` of them per call.
-    /// Returns how many were recompressed.
+    /// Returns how many were recompressed. Units are found and installed
+    /// 16 at a time under the lock (scanning at most 4,096 slots per
+    /// hold) and decoded and compressed outside it.
     pub fn maintain(&self, limit: usize) -> Result<usize> {
         let level = self.cfg().level;
-        let mut st = self.inner.state.lock();
         let mut done = 0;
-        for k in 0..st.units.len() as u32 {
+        let mut next = 0usize;
+        loop {
             if done >= limit {
                 break;
             }
-            let Some(u) = st.units[k as usize].as_ref() else {
-                continue;
+            type Job = (Pending, Kind, Option<Arc<Dictionary>>, u64);
+            let jobs: Vec<Job> = {
+                let st = self.inner.state.lock();
+                let end = st.units.len().min(next + 4096);
+                let mut jobs = Vec::new();
+                while next < end && jobs.len() < BATCH.min(limit - done) {
+                    let k = next as u32;
+                    next += 1;
+                    let Some(u) = st.units[k as usize].as_ref() else {
+                        continue;
+                    };
+                    let dict = st.current_dictionary(u.tenant, u.kind);
+                    let stale = matches!(&u.body, Body::Warm(f) if matches!(f.encoding, Encoding::Zstd { dict: 0 } | Encoding::Raw))
+                        && dict.is_some();
+                    if stale {
+                        if let Err(p) = st.pending(k)? {
+                            jobs.push((p, u.kind, dict, u.stored()));
+                        }
+                    }
+                }
+                if jobs.is_empty() && next >= st.units.len() {
+                    break;
+                }
+                jobs
             };
-            let stale = matches!(&u.body, Body::Warm(f) if matches!(f.encoding, Encoding::Zstd { dict: 0 } | Encoding::Raw))
-                && !st.codecs[u.kind.index()].versions.is_empty();
-            if stale {
-                let plain = st.plain_locked(k)?;
-                let dict = st.codecs[u.kind.index()].current().cloned();
-                let frame =
-                    codec::compress(&plain, codec::level_for(u.kind, level), dict.as_deref());
-                if frame.bytes.len() < u.stored() as usize {
+            let mut out = Vec::with_capacity(jobs.len());
+            for (p, kind, dict, stored) in jobs {
+                let plain = p.decode()?;
+                let frame = codec::compress(&plain, codec::level_for(kind, level), dict.as_deref());
+                if (frame.bytes.len() as u64) < stored {
+                    out.push((p.key, p.generation, frame));
+                }
+            }
+            let mut st = self.inner.state.lock();
+            for (k, generation, frame) in out {
+                let same = st.units[k as usize]
+                    .as_ref()
+                    .is_some_and(|u| u.generation == generation && matches!(u.body, Body::Warm(_)));
+                if same {
                     st.set_body(k, Body::Warm(frame));
                     done += 1;
                 }
@@ -2423,7 +3020,9 @@ impl Store {
         let mut dictionary_bytes = 0u64;
         let mut dictionary_tables = 0u64;
         let mut samples_bytes = 0u64;
-        for c in &st.codecs {
+        let mut codecs: Vec<(&(u32, Kind), &KindCodec)> = st.codecs.iter().collect();
+        codecs.sort_by_key(|(k, _)| **k);
+        for (&(domain, _), c) in codecs {
             samples_bytes += (c.samples.capacity() + c.sample_sizes.capacity() * 8) as u64;
             for d in &c.versions {
                 dictionary_bytes += d.raw.len() as u64;
@@ -2433,6 +3032,9 @@ impl Store {
                     version: d.version,
                     bytes: d.raw.len() as u64,
                     samples: c.trained_on,
+                    tenant: (domain != NIL)
+                        .then(|| tenant_names.get(&domain).map(|t| (*t).clone()))
+                        .flatten(),
                 });
             }
         }

@@ -490,9 +490,11 @@ fn self_trained_and_loaded_dictionaries_replay_in_install_order() {
         .register_agent("a", &TenantId::new("t"), Importance::default())
         .unwrap();
     let mut ids = Vec::new();
+    // Public units: the public domain's dictionary is the one explicit
+    // loads extend (a tenant's private units train the tenant's own).
     let mut put = |i: usize| {
         let id = store
-            .put(a, Kind::ToolResult, &tool_result(i), Visibility::Private)
+            .put(a, Kind::ToolResult, &tool_result(i), Visibility::Public)
             .unwrap();
         ids.push((i, id));
     };

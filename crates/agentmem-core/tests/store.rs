@@ -320,7 +320,9 @@ fn dictionaries_are_trained_from_the_stores_own_data() {
         "{:?}",
         st.kind(Kind::Conversation)
     );
-    let raw = s.dictionary(Kind::Conversation, 1).unwrap();
+    let raw = s
+        .tenant_dictionary(&TenantId::new("t"), Kind::Conversation, 1)
+        .unwrap();
     // A dictionary written out and loaded into another store works.
     let s2 = store();
     s2.load_dictionary(Kind::Conversation, 1, &raw).unwrap();
