@@ -40,6 +40,13 @@ pub enum Request {
         /// How much to prefetch before answering.
         prefetch: Prefetch,
     },
+    /// What an agent says about itself (from its hooks: `agentmem state`).
+    State {
+        /// The agent.
+        name: String,
+        /// Its state, in the store's vocabulary.
+        state: agentmem_core::AgentState,
+    },
     /// Every agent's status.
     Status,
     /// Read the agent records now (after `run` or `adopt`).
@@ -90,6 +97,10 @@ fn handle(sup: &Mutex<Supervisor>, req: Request) -> Response {
                 ..Default::default()
             })
         }
+        Request::State { name, state } => s.say(&name, state, now).map(|()| Response {
+            ok: true,
+            ..Default::default()
+        }),
         Request::Status => {
             s.rescan(now);
             Ok(Response {

@@ -195,3 +195,34 @@ pub fn exists(path: impl AsRef<Path>) -> bool {
 pub fn clock_ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()
 }
+
+/// What the idle detector reads of one process: CPU ticks, whether it has
+/// a controlling terminal (/proc/PID/stat `tty_nr`), and /proc/PID/io
+/// `rchar`, `wchar`, `syscr`, `syscw`. `None` when the process is gone.
+pub fn activity(pid: i32) -> Option<crate::idle::Counters> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
+    // After the name: tty_nr is field 7 (index 4), utime 14, stime 15.
+    let tty = f.get(4)?.parse::<i64>().ok()? != 0;
+    let cpu = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |n: &str| {
+        io.lines().find_map(|l| {
+            l.strip_prefix(n)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let (rchar, wchar) = (field("rchar")?, field("wchar")?);
+    let (syscr, syscw) = (field("syscr")?, field("syscw")?);
+    Some(crate::idle::Counters {
+        cpu_ticks: cpu,
+        io_bytes: rchar + wchar,
+        tty_wchar: if tty { wchar } else { 0 },
+        tty_syscw: if tty { syscw } else { 0 },
+        tty_syscr: if tty { syscr } else { 0 },
+        tty,
+    })
+}

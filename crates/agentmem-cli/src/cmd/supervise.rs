@@ -182,6 +182,10 @@ impl AgentArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// Do not install state hooks in the agent CLI's configuration (Claude
+    /// Code, Gemini CLI, Codex); its idleness is then inferred.
+    #[arg(long)]
+    pub no_hooks: bool,
     /// The agent's command and arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -195,6 +199,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let mut cmd = Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
     let (cg, ksm) = agent::prepare_run(&dir, &opts, &mut cmd)?;
+    if a.no_hooks {
+        cmd.env(agentmem_supervisor::hooks::ENV_AGENT, &opts.name);
+    } else {
+        super::hooks::prepare_run(&dir, &opts.name, &a.command, &mut cmd);
+    }
     if !ksm {
         eprintln!(
             "agentmem run: this kernel has no KSM; {} runs without merging",
@@ -205,6 +214,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     agent::register(&dir, &opts, std::process::id() as i32, cg.clone(), ksm)?;
     let _ = daemon::request(&dir, &Request::Rescan);
     let err = cmd.exec();
+    let _ = agentmem_supervisor::hooks::release(&dir, &opts.name);
     dir.forget(&opts.name);
     cg.remove();
     Err(err).with_context(|| format!("starting {:?}", a.command[0]))
