@@ -306,6 +306,13 @@ def start_supervisor(extra=()):
 
 def apply_profile(swap_gib):
     global APPLIED
+    if NO_SETUP:
+        print("--no-setup: using the machine's swap and zswap as they are:", flush=True)
+        if EXTRA_SWAP_GIB:
+            add_swap(EXTRA_SWAP_GIB)
+        print(open("/proc/swaps").read() + "zswap enabled: " +
+              open("/sys/module/zswap/parameters/enabled").read(), end="", flush=True)
+        return
     setup_state = os.path.join(D, "setup-state.json")
     if os.path.exists(setup_state):
         raise SystemExit(f"{setup_state} exists: a previous run left a profile applied; run "
@@ -313,6 +320,19 @@ def apply_profile(swap_gib):
     print(sh(AM, "setup", "--apply", "--swap-file", os.path.join(D, "swapfile"), "--swap-size", f"{swap_gib}GiB",
              "--state-file", setup_state), end="", flush=True)
     APPLIED = True
+
+
+EXTRA_SWAP = []
+
+
+def add_swap(gib):
+    """A swap file of our own (swapped off and removed at cleanup)."""
+    path = os.path.join(D, "extra-swapfile")
+    sh("fallocate", "-l", f"{gib}G", path)
+    os.chmod(path, 0o600)
+    sh("mkswap", path)
+    sh("swapon", path)
+    EXTRA_SWAP.append(path)
 
 
 def cleanup():
@@ -334,6 +354,13 @@ def cleanup():
             os.rmdir(c)
         except OSError:
             pass
+    for path in EXTRA_SWAP:
+        sh("swapoff", path, check=False)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    EXTRA_SWAP.clear()
     if APPLIED:
         print(sh(AM, "setup", "--revert", "--state-file", os.path.join(D, "setup-state.json"), check=False),
               end="", flush=True)
@@ -352,6 +379,9 @@ def proc_sample(pids):
     (`tty`: the TUI) and without (`bg`: detached daemons): CPU ticks
     (/proc/PID/stat, all threads), rchar, wchar, syscr, syscw."""
     s = {f"{g}_{k}": 0 for g in ("tty", "bg") for k in ("cpu_ticks", "rchar", "wchar", "syscr", "syscw")}
+    # The terminal's atime: the kernel moves it when the terminal is read
+    # (input), at most once per 8-second window.
+    s["tty_atime"] = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -362,6 +392,11 @@ def proc_sample(pids):
                 k, v = l.split(":")
                 io[k] = int(v)
             s[f"{g}_cpu_ticks"] += int(rest[11]) + int(rest[12])
+            if g == "tty":
+                try:
+                    s["tty_atime"] = max(s["tty_atime"], int(os.stat(f"/proc/{p}/fd/0").st_atime))
+                except OSError:
+                    pass
             for k in ("rchar", "wchar", "syscr", "syscw"):
                 s[f"{g}_{k}"] += io[k]
         except (OSError, ValueError, IndexError, KeyError):
@@ -398,6 +433,7 @@ def record(a):
         for i in insts:
             cur = proc_sample(i.procs())
             d = {k: cur[k] - prev[i.cli][k] for k in cur}
+            d["tty_input"] = int(cur["tty_atime"] != prev[i.cli]["tty_atime"])
             d["key"] = i.cli in typed
             d["phase"] = "idle" if now < t_end_idle else "typing"
             series[i.cli].append(d)
@@ -437,24 +473,25 @@ def bench(a):
                 reclaimed_at[n] = time.time() - t_sup
         if len(reclaimed_at) == sum(len(v) for v in mg.values()):
             break
-        time.sleep(1)
+        time.sleep(2)
     time.sleep(a.after_reclaim_s)
     m1 = meminfo()
     after = {i.name: {"pss": i.pss(), **i.cg_usage()} for i in INSTS}
-    # 2. Idle period: false wake-ups (reclaimed -> active without a keystroke), supervisor CPU.
+    # 2. Idle period, nobody asking the supervisor anything (a `ps` costs it
+    # CPU): false wake-ups from its log ("NAME: woke after ..."), its CPU.
     log0 = os.path.getsize(os.path.join(D, "supervise.log"))
     w0, cw0 = time.time(), cpu_ticks(SUP.pid)
-    wakes = {}
-    last = states()
-    while time.time() - w0 < a.idle_s:
-        time.sleep(2)
-        cur = states()
-        for n, s in cur.items():
-            if last.get(n) in ("reclaimed",) and s == "active":
-                wakes[n] = wakes.get(n, 0) + 1
-        last = cur
+    time.sleep(a.idle_s)
     cpu_pct = 100.0 * (cpu_ticks(SUP.pid) - cw0) / HZ / (time.time() - w0)
-    woke_log = [l for l in open(os.path.join(D, "supervise.log")).read()[log0:].splitlines() if "woke" in l]
+    with open(os.path.join(D, "supervise.log")) as f:
+        f.seek(log0)
+        idle_log = f.read().splitlines()
+    woke_log = [l for l in idle_log if ": woke after" in l]
+    wakes = {}
+    for l in woke_log:
+        n = l.split("agentmem supervise: ", 1)[-1].split(":", 1)[0]
+        wakes[n] = wakes.get(n, 0) + 1
+    pageouts_idle = sum(1 for l in idle_log if "paged out" in l)
     m2 = meminfo()
     # 3. Typing: typed word on screen, reclaimed vs never reclaimed; does typing wake it?
     for c in a.clis:
@@ -507,6 +544,7 @@ def bench(a):
         "supervisor_cpu_percent_of_core_reclaim": 100.0 * (cw0 - c0) / HZ / max(1e-3, w0 - t_sup),
         "idle_s": a.idle_s,
         "woke_log": woke_log[:50],
+        "page_outs_during_idle": pageouts_idle,
         "loadavg": open("/proc/loadavg").read().strip(),
     }
     return res
@@ -564,12 +602,14 @@ def density(a):
     ms, res_ms = [], []
     by = {i.name: i for i in INSTS}
     for n in sample:
+        # `resume` (thaw + prefetch), then a typed word on screen: the wait a
+        # person sees after an orchestrator resumes a paused agent.
         t = time.perf_counter()
         r = ctl({"op": "resume", "name": n, "prefetch": "working_set"})
+        call_ms = (time.perf_counter() - t) * 1e3
         res_ms.append(r.get("resume_ms"))
         w = by[n].typed_word_ms()
-        ms.append(None if w is None else w + (time.perf_counter() - t) * 1e3 - w)
-        ms[-1] = None if w is None else (time.perf_counter() - t) * 1e3
+        ms.append(None if w is None else call_ms + w)
     m = meminfo()
     alive = sum(1 for i in INSTS if i.procs())
     return {"instances": k, "alive": alive, "paused": len(paused), "stopped_by": stop,
@@ -597,6 +637,10 @@ p.add_argument("--after-reclaim-s", type=float, default=10)
 p.add_argument("--idle-s", type=float, default=600, help="idle period counted for false wake-ups")
 p.add_argument("--rounds", type=int, default=2)
 p.add_argument("--swap-gib", type=int, default=8)
+p.add_argument("--extra-swap-gib", type=int, default=0,
+               help="with --no-setup: add a swap file of this size for the run (removed after)")
+p.add_argument("--no-setup", action="store_true",
+               help="leave swap/zswap/KSM as they are (e.g. another run applied the profile)")
 p.add_argument("--supervise-arg", action="append", default=[], help="extra `agentmem supervise` argument")
 p.add_argument("--cap", type=int, default=400)
 p.add_argument("--batch", type=int, default=10)
@@ -607,10 +651,14 @@ p.add_argument("--type-every", type=float, default=6)
 p.add_argument("--out", default=None)
 a = p.parse_args()
 a.clis = a.clis.split(",")
+# One tmux server and cgroup parent per mode, so a `record` can run beside a `bench`.
+TMUX = UCG = f"agentmem-rb-{a.mode}"
 
 if os.geteuid() != 0:
     sys.exit("bench-real-agents: needs root (cgroups, page-out, swap and zswap settings)")
 D = os.path.abspath(a.dir)
+NO_SETUP = a.no_setup
+EXTRA_SWAP_GIB = a.extra_swap_gib
 STATE = os.path.join(D, "state")
 AM = os.path.abspath(a.agentmem)
 os.makedirs(STATE, exist_ok=True)

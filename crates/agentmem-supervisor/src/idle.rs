@@ -10,16 +10,22 @@
 //!
 //! So the detector looks at a pattern, not a level:
 //!
+//! - **Terminal input**: the kernel moves the access time of a terminal
+//!   when it is read, at most once per 8-second window (`tty_update_time`,
+//!   coarse on purpose so as not to leak keystroke timing). A keystroke
+//!   after a quiet spell always lands in a new window, so a changed atime
+//!   of the agent's terminal is a keystroke (or a paste) — never a timer,
+//!   a socket or a file, however busy those are.
 //! - **Render bytes**: bytes written by the agent's processes that have a
 //!   controlling terminal (the TUI; detached daemons have none), beyond 8
 //!   bytes per write call. Timer and wake-up writes (eventfd, timerfd) are
 //!   exactly 8 bytes each, so idle noise contributes nothing however busy
 //!   it is, while any redraw does. A render above the agent's threshold is
-//!   activity when the terminal processes also read in that tick (a
-//!   keystroke is read, then echoed: Codex's 53 B per typed word), when it
-//!   lasts two ticks (output, a spinner) or when it is large. A lone small
-//!   redraw with nothing read (Codex redraws 103 B now and then while
-//!   idle) is not.
+//!   activity when it lasts two ticks in a row (output, a spinner, a
+//!   person typing); a lone redraw is not, whatever its size (an idle Codex
+//!   redraws 103 B now and then, and its whole screen, 24 KB, about 5
+//!   minutes after it starts). A word typed within the 8-second window of
+//!   the previous keystroke is seen only this way.
 //! - **Sustained CPU**: the agent's CPU above [`IdleConfig::cpu_sustained`]
 //!   of a core for [`IdleConfig::cpu_ticks`] ticks in a row (a tool or a
 //!   build running in its cgroup without output); single blips and the CPU
@@ -56,9 +62,6 @@ pub struct IdleConfig {
     pub render_floor: f64,
     /// The learned render threshold never goes above this. Default: 4096.
     pub render_ceiling: f64,
-    /// A render this large (bytes per second) is activity even with nothing
-    /// read and in one tick. Default: 1024.
-    pub render_big: f64,
     /// CPU (fraction of one core) that counts as work when sustained. Default: 0.25.
     pub cpu_sustained: f64,
     /// For how many ticks in a row. Default: 2.
@@ -90,7 +93,6 @@ impl Default for IdleConfig {
         IdleConfig {
             render_floor: 16.0,
             render_ceiling: 4096.0,
-            render_big: 1024.0,
             cpu_sustained: 0.25,
             cpu_ticks: 2,
             io_floor: 4096.0,
@@ -117,8 +119,9 @@ pub struct Counters {
     pub tty_wchar: u64,
     /// syscw of processes with a controlling terminal.
     pub tty_syscw: u64,
-    /// syscr of processes with a controlling terminal.
-    pub tty_syscr: u64,
+    /// Access time (seconds) of the agent's terminal: moves when it is
+    /// read, at most once per 8 s. 0: unknown.
+    pub tty_atime: i64,
     /// Whether any process has a controlling terminal.
     pub tty: bool,
 }
@@ -132,7 +135,7 @@ pub struct Sample {
     pub io: f64,
     /// Render bytes per second (terminal processes' writes beyond 8 bytes per call).
     pub render: f64,
-    /// Whether its terminal processes read anything (a keystroke is read).
+    /// Whether its terminal was read (a keystroke) since the last sample.
     pub input: bool,
     /// Whether the agent has a terminal.
     pub tty: bool,
@@ -151,7 +154,7 @@ impl Sample {
                 / dt,
             io: cur.io_bytes.saturating_sub(prev.io_bytes) as f64 / dt,
             render: wchar.saturating_sub(8 * calls) as f64 / dt,
-            input: cur.tty_syscr > prev.tty_syscr,
+            input: prev.tty_atime != 0 && cur.tty_atime > prev.tty_atime,
             tty: cur.tty,
         }
     }
@@ -162,6 +165,8 @@ impl Sample {
 pub enum Reason {
     /// Its hook said so.
     Said(AgentState),
+    /// Its terminal was read: a keystroke.
+    Input,
     /// Its TUI drew something (a keystroke, output, a spinner).
     Render,
     /// Sustained CPU.
@@ -174,6 +179,7 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Said(s) => write!(f, "said {}", s.name()),
+            Reason::Input => f.write_str("terminal input"),
             Reason::Render => f.write_str("terminal output"),
             Reason::Cpu => f.write_str("sustained CPU"),
             Reason::Io => f.write_str("I/O above its idle noise"),
@@ -243,8 +249,9 @@ impl Detector {
         };
         let drew = s.tty && s.render > render_t;
         let was_drawing = std::mem::replace(&mut self.drew, drew);
-        let reason = if drew && (s.input || was_drawing || s.render > cfg.render_big.max(render_t))
-        {
+        let reason = if s.input {
+            Some(Reason::Input)
+        } else if drew && was_drawing {
             Some(Reason::Render)
         } else if self.hot >= cfg.cpu_ticks {
             Some(Reason::Cpu)
@@ -364,7 +371,7 @@ mod tests {
             cpu,
             io: 100.0,
             render,
-            input: true,
+            input: false,
             tty: true,
         }
     }
@@ -376,7 +383,7 @@ mod tests {
             io_bytes: 1000,
             tty_wchar: 100,
             tty_syscw: 10,
-            tty_syscr: 0,
+            tty_atime: 1000,
             tty: true,
         };
         let b = Counters {
@@ -384,7 +391,7 @@ mod tests {
             io_bytes: 48_000,
             tty_wchar: 100 + 46_912,
             tty_syscw: 10 + 5_864,
-            tty_syscr: 5_864,
+            tty_atime: 1000,
             tty: true,
         };
         let s = Sample::between(&a, &b, Duration::from_secs(1), 100);
@@ -418,28 +425,47 @@ mod tests {
     }
 
     #[test]
-    fn a_noisy_render_is_learned_but_never_above_the_ceiling() {
+    fn lone_redraws_are_not_activity_but_output_and_keystrokes_are() {
         let cfg = IdleConfig::default();
         let mut d = Detector::default();
-        // A clock redrawn every second: 300 B/s is activity until learned...
+        assert_eq!(
+            d.observe(&tick(103.0, 0.0), &cfg, true),
+            None,
+            "a lone redraw"
+        );
+        assert_eq!(d.observe(&tick(0.0, 0.0), &cfg, true), None);
+        assert_eq!(d.observe(&tick(300.0, 0.0), &cfg, true), None);
         assert_eq!(
             d.observe(&tick(300.0, 0.0), &cfg, true),
-            Some(Reason::Render)
+            Some(Reason::Render),
+            "two in a row: output, a spinner"
         );
+        assert_eq!(d.observe(&tick(0.0, 0.0), &cfg, true), None);
+        assert_eq!(
+            d.observe(&tick(24_624.0, 0.0), &cfg, true),
+            None,
+            "a lone full-screen redraw"
+        );
+        let key = Sample {
+            input: true,
+            ..tick(0.0, 0.0)
+        };
+        assert_eq!(d.observe(&key, &cfg, true), Some(Reason::Input));
+    }
+
+    #[test]
+    fn learned_thresholds_stay_between_floor_and_ceiling() {
+        let cfg = IdleConfig::default();
+        let mut d = Detector::default();
         for _ in 0..cfg.min_learned {
             d.observe(&tick(10.0, 0.0), &cfg, true);
         }
-        // ...and the learned quantile moves with quiet ticks only.
-        assert_eq!(d.thresholds(&cfg).0, cfg.render_floor.max(20.0));
-        let mut noisy = Detector::default();
+        assert_eq!(d.thresholds(&cfg).0, 20.0, "2 x the 99th percentile");
+        let mut quiet = Detector::default();
         for _ in 0..cfg.min_learned {
-            noisy.observe(&tick(10_000.0, 0.0), &cfg, true);
+            quiet.observe(&tick(0.0, 0.0), &cfg, true);
         }
-        assert_eq!(
-            noisy.thresholds(&cfg).0,
-            cfg.render_floor,
-            "all of it was activity"
-        );
+        assert_eq!(quiet.thresholds(&cfg).0, cfg.render_floor);
     }
 
     #[test]
@@ -461,7 +487,10 @@ mod tests {
         );
         a.say(AgentState::WaitingForHuman, t0);
         assert_eq!(a.threshold(Duration::from_secs(30), &cfg), cfg.said_grace);
-        let key = tick(60.0, 0.02);
+        let key = Sample {
+            input: true,
+            ..tick(60.0, 0.02)
+        };
         assert_eq!(
             a.observe(&key, &cfg, t0 + Duration::from_secs(1), true),
             None,
@@ -469,7 +498,7 @@ mod tests {
         );
         assert_eq!(
             a.observe(&key, &cfg, t0 + Duration::from_secs(20), true),
-            Some(Reason::Render),
+            Some(Reason::Input),
             "a keystroke wakes it"
         );
         assert_eq!(a.said(), None);

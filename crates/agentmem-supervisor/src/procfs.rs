@@ -197,8 +197,9 @@ pub fn clock_ticks_per_second() -> u64 {
 }
 
 /// What the idle detector reads of one process: CPU ticks, whether it has
-/// a controlling terminal (/proc/PID/stat `tty_nr`), and /proc/PID/io
-/// `rchar`, `wchar`, `syscr`, `syscw`. `None` when the process is gone.
+/// a controlling terminal (/proc/PID/stat `tty_nr`) and that terminal's
+/// access time (its stdin's), and /proc/PID/io `rchar`, `wchar`, `syscw`.
+/// `None` when the process is gone.
 pub fn activity(pid: i32) -> Option<crate::idle::Counters> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let f: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
@@ -215,14 +216,20 @@ pub fn activity(pid: i32) -> Option<crate::idle::Counters> {
                 .ok()
         })
     };
-    let (rchar, wchar) = (field("rchar")?, field("wchar")?);
-    let (syscr, syscw) = (field("syscr")?, field("syscw")?);
+    let (rchar, wchar, syscw) = (field("rchar")?, field("wchar")?, field("syscw")?);
+    let atime = || {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        fs::metadata(format!("/proc/{pid}/fd/0"))
+            .ok()
+            .filter(|m| m.file_type().is_char_device())
+            .map_or(0, |m| m.atime())
+    };
     Some(crate::idle::Counters {
         cpu_ticks: cpu,
         io_bytes: rchar + wchar,
         tty_wchar: if tty { wchar } else { 0 },
         tty_syscw: if tty { syscw } else { 0 },
-        tty_syscr: if tty { syscr } else { 0 },
+        tty_atime: if tty { atime() } else { 0 },
         tty,
     })
 }

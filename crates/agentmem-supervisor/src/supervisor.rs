@@ -284,7 +284,7 @@ impl Supervised {
                 c.io_bytes += x.io_bytes;
                 c.tty_wchar += x.tty_wchar;
                 c.tty_syscw += x.tty_syscw;
-                c.tty_syscr += x.tty_syscr;
+                c.tty_atime = c.tty_atime.max(x.tty_atime);
                 c.tty |= x.tty;
             }
         }
