@@ -219,11 +219,26 @@ pub struct Detector {
     hot: u32,
     /// The previous tick rendered above the threshold.
     drew: bool,
+    /// Thresholds in force, and quiet ticks learned since they were computed
+    /// (quantiles are recomputed every [`RECOMPUTE_EVERY`] learned ticks, not
+    /// every tick: a sort of `window` values per agent per second adds up
+    /// at hundreds of agents).
+    cached: Option<((f64, f64, f64), usize)>,
 }
+
+/// See [`Detector`]'s `cached`.
+const RECOMPUTE_EVERY: usize = 10;
 
 impl Detector {
     /// (render, io, cpu) thresholds now in force.
     pub fn thresholds(&self, cfg: &IdleConfig) -> (f64, f64, f64) {
+        match self.cached {
+            Some((t, _)) => t,
+            None => self.compute(cfg),
+        }
+    }
+
+    fn compute(&self, cfg: &IdleConfig) -> (f64, f64, f64) {
         let learned = self.render.v.len() >= cfg.min_learned;
         let t = |n: &Noise, floor: f64, ceil: f64| {
             if learned {
@@ -241,7 +256,14 @@ impl Detector {
 
     /// Classifies a tick; with `learn`, a quiet tick joins the agent's noise.
     pub fn observe(&mut self, s: &Sample, cfg: &IdleConfig, learn: bool) -> Option<Reason> {
-        let (render_t, io_t, cpu_t) = self.thresholds(cfg);
+        let (render_t, io_t, cpu_t) = match self.cached {
+            Some((t, n)) if n < RECOMPUTE_EVERY => t,
+            _ => {
+                let t = self.compute(cfg);
+                self.cached = Some((t, 0));
+                t
+            }
+        };
         self.hot = if s.cpu > cfg.cpu_sustained {
             self.hot + 1
         } else {
@@ -264,6 +286,9 @@ impl Detector {
             self.render.push(s.render, cfg.window);
             self.io.push(s.io, cfg.window);
             self.cpu.push(s.cpu, cfg.window);
+            if let Some((_, n)) = &mut self.cached {
+                *n += 1;
+            }
         }
         reason
     }
@@ -457,12 +482,12 @@ mod tests {
     fn learned_thresholds_stay_between_floor_and_ceiling() {
         let cfg = IdleConfig::default();
         let mut d = Detector::default();
-        for _ in 0..cfg.min_learned {
+        for _ in 0..cfg.min_learned + 2 * RECOMPUTE_EVERY {
             d.observe(&tick(10.0, 0.0), &cfg, true);
         }
         assert_eq!(d.thresholds(&cfg).0, 20.0, "2 x the 99th percentile");
         let mut quiet = Detector::default();
-        for _ in 0..cfg.min_learned {
+        for _ in 0..cfg.min_learned + 2 * RECOMPUTE_EVERY {
             quiet.observe(&tick(0.0, 0.0), &cfg, true);
         }
         assert_eq!(quiet.thresholds(&cfg).0, cfg.render_floor);
