@@ -349,6 +349,16 @@ def cleanup():
     subprocess.run(["tmux", "-L", TMUX, "kill-server"], capture_output=True)
     for i in INSTS:
         i.kill()  # whatever the terminal's end started on its way out
+    # The supervisor stopped before its agents: remove their hooks from the
+    # instances' configurations and their records, as it would have.
+    if any(i.managed for i in INSTS):
+        sh(AM, "unhook", "--all", "--state-dir", STATE, check=False)
+        for sub in ("agents", "learned"):
+            for i in INSTS:
+                try:
+                    os.remove(os.path.join(STATE, sub, i.name + ".json"))
+                except OSError:
+                    pass
     for c in (f"/sys/fs/cgroup/memory/{UCG}", f"/sys/fs/cgroup/{UCG}"):
         try:
             os.rmdir(c)
