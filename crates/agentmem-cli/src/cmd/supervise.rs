@@ -262,8 +262,9 @@ pub struct SuperviseArgs {
     /// Seconds between ticks.
     #[arg(long, default_value_t = 1.0)]
     pub tick: f64,
-    /// Bytes of I/O per tick (terminal, sockets, pipes, files) above which an
-    /// agent counts as active; raise it for agents that redraw a clock.
+    /// Replace idle inference (hooks, then terminal input and render learned
+    /// per agent: docs/real-agents.md) by the old fixed rule: more than this
+    /// many bytes of I/O in a tick, or 2% CPU, is activity. 0 (default): inference.
     #[arg(long, default_value_t = 0)]
     pub io_active_bytes: u64,
     /// Seconds between refault samples of reclaimed agents.
@@ -298,6 +299,7 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         mem_available_floor: a.mem_floor,
         cold_to_swap_file: !a.cold_in_zswap,
         io_active_bytes: a.io_active_bytes,
+        learned_idle: a.io_active_bytes == 0,
         ..Config::default()
     };
     let sup = Supervisor::new(cfg, a.state.dir())?;
