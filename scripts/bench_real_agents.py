@@ -359,6 +359,11 @@ def cleanup():
                     os.remove(os.path.join(STATE, sub, i.name + ".json"))
                 except OSError:
                     pass
+    # Codex copies its 315 MB binary into each $HOME: 425 MB per instance.
+    if not KEEP_HOMES:
+        for i in INSTS:
+            shutil.rmtree(i.home, ignore_errors=True)
+            shutil.rmtree(i.work, ignore_errors=True)
     for c in (f"/sys/fs/cgroup/memory/{UCG}", f"/sys/fs/cgroup/{UCG}"):
         try:
             os.rmdir(c)
@@ -659,6 +664,7 @@ p.add_argument("--time-s", type=float, default=1800)
 p.add_argument("--typing-s", type=float, default=60)
 p.add_argument("--type-every", type=float, default=6)
 p.add_argument("--out", default=None)
+p.add_argument("--keep-homes", action="store_true", help="keep each instance's $HOME and work dir")
 a = p.parse_args()
 a.clis = a.clis.split(",")
 # One tmux server and cgroup parent per mode, so a `record` can run beside a `bench`.
@@ -669,6 +675,7 @@ if os.geteuid() != 0:
 D = os.path.abspath(a.dir)
 NO_SETUP = a.no_setup
 EXTRA_SWAP_GIB = a.extra_swap_gib
+KEEP_HOMES = a.keep_homes
 STATE = os.path.join(D, "state")
 AM = os.path.abspath(a.agentmem)
 os.makedirs(STATE, exist_ok=True)
