@@ -91,10 +91,13 @@ impl EmbeddedBackend {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| {
-                    crate::Error::Store(agentmem_core::Error::Cold(std::io::Error::new(
-                        e.kind(),
-                        format!("creating the store directory {}: {e}", dir.display()),
-                    )))
+                    crate::Error::Store(agentmem_core::Error::Cold(
+                        agentmem_core::tier::ColdError::Io {
+                            what: "creating the store directory".into(),
+                            dir: dir.display().to_string(),
+                            source: e,
+                        },
+                    ))
                 })?;
         }
         let store = b.open(dir)?;

@@ -151,7 +151,13 @@ impl Error {
                 E::UnknownConversation(_) => ErrorKind::UnknownConversation,
                 E::OutOfRange { .. } => ErrorKind::OutOfRange,
                 E::Corrupt { .. } | E::CorruptDictionary { .. } => ErrorKind::Corrupt,
+                E::Cold(agentmem_core::tier::ColdError::Corrupt { .. }) => ErrorKind::Corrupt,
                 E::Cold(_) => ErrorKind::Io,
+                E::Redo(
+                    agentmem_core::RedoError::Damaged { .. }
+                    | agentmem_core::RedoError::Sequence { .. },
+                ) => ErrorKind::Corrupt,
+                E::Redo(_) => ErrorKind::Io,
                 _ => ErrorKind::Internal,
             },
             Error::Closed => ErrorKind::Closed,

@@ -43,6 +43,8 @@ enum Command {
     Pause(cmd::supervise::PauseArgs),
     /// Thaw an agent and prefetch its memory; returns when the prefetch is done.
     Resume(cmd::supervise::ResumeArgs),
+    /// End a supervised agent: signal its whole cgroup (thawing it if paused).
+    Kill(cmd::supervise::KillArgs),
     /// Supervised agents' state and memory (`--json` for scripts).
     Ps(cmd::supervise::PsArgs),
     /// Live view of the supervised agents, sorted by memory.
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Supervise(args) => cmd::supervise::supervise(args),
         Command::Pause(args) => cmd::supervise::pause(args),
         Command::Resume(args) => cmd::supervise::resume(args),
+        Command::Kill(args) => cmd::supervise::kill(args),
         Command::Ps(args) => cmd::supervise::ps(args),
         Command::Top(args) => cmd::supervise::top(args),
         Command::State(args) => cmd::hooks::state(args),

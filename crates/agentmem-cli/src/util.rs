@@ -26,22 +26,23 @@ pub fn human_bytes(b: u64) -> String {
 
 /// This process's resident memory in bytes (`Rss` of `/proc/self/smaps_rollup`).
 pub fn rss_bytes() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup")
+    let r = procfs::process::Process::myself()
+        .and_then(|p| p.smaps_rollup())
         .context("reading /proc/self/smaps_rollup")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
+    r.memory_map_rollup
+        .0
+        .first()
+        .and_then(|m| m.extension.map.get("Rss").copied())
         .context("no Rss line in /proc/self/smaps_rollup")
 }
 
 /// This process's peak resident memory in bytes (`VmHWM` of
 /// `/proc/self/status`): the most it ever held.
 pub fn peak_rss_bytes() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    let s = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .context("reading /proc/self/status")?;
+    s.vmhwm
         .map(|kb| kb * 1024)
         .context("no VmHWM line in /proc/self/status")
 }

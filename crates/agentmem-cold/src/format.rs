@@ -174,6 +174,51 @@ pub fn decode(b: &[u8]) -> std::result::Result<Record<'_>, String> {
     })
 }
 
+/// Sector size a torn write is judged by (the smallest unit a disk writes).
+pub const SECTOR: u64 = 512;
+
+/// Where the next whole record starts in `buf` after damage at `at`: the
+/// first offset past `at` holding a record whose header and checksum hold.
+pub fn next_valid_record(buf: &[u8], at: usize) -> Option<usize> {
+    (at + 1..buf.len().saturating_sub(RECORD_HEADER - 1)).find(|&p| {
+        let h = Header::parse(&buf[p..]);
+        // The cheap tests first: most offsets fail them.
+        (h.kind == RecordKind::Put as u8 || h.kind == RecordKind::Delete as u8)
+            && u64::from(h.len) <= MAX_VALUE
+            && h.size() <= (buf.len() - p) as u64
+            && decode(&buf[p..p + h.size() as usize]).is_ok()
+    })
+}
+
+/// Whether damage found at byte `at` of a log file whose bytes from file
+/// offset `base` on are `buf` is what a crash leaves rather than damage to
+/// bytes once written whole.
+///
+/// A crash can leave the end of a log short or garbled, and a power cut
+/// can leave pages that were never written back as zeros while later pages
+/// made it (the file's size had already grown). So damage is a torn write
+/// when no whole record follows it (`next` is `None`), or when the damaged
+/// span up to the next whole record holds a sector-aligned run of zeros
+/// (as etcd's WAL judges a torn write). Anything else — a flipped bit, a
+/// garbled sector, followed by whole records — is corruption: the records
+/// after it were written, and cutting them would drop acknowledged data.
+///
+/// The one case this misjudges: a record whose own data holds a whole zero
+/// sector and is damaged *and* followed by whole records is taken as torn.
+pub fn torn_write(buf: &[u8], base: u64, at: usize, next: Option<usize>) -> bool {
+    let Some(next) = next else { return true };
+    let first = (base + at as u64).div_ceil(SECTOR) * SECTOR;
+    let mut s = first;
+    while s + SECTOR <= base + next as u64 {
+        let from = (s - base) as usize;
+        if buf[from..from + SECTOR as usize].iter().all(|&b| b == 0) {
+            return true;
+        }
+        s += SECTOR;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +251,35 @@ mod tests {
             check_segment_header("f", &h),
             Err(ColdError::Incompatible { found: 2, .. })
         ));
+    }
+
+    #[test]
+    fn damage_followed_by_whole_records_is_not_a_torn_write() {
+        let mut buf = Vec::new();
+        for i in 0..20u8 {
+            buf.extend(encode(RecordKind::Put, &[i; 32], 0, &[i; 100]));
+        }
+        let rec = RECORD_HEADER + 100;
+        // A flipped bit in record 5: record 6 is found after it.
+        let at = 5 * rec;
+        let mut bad = buf.clone();
+        bad[at + 60] ^= 4;
+        let next = next_valid_record(&bad, at);
+        assert_eq!(next, Some(6 * rec));
+        assert!(!torn_write(&bad, 32, at, next));
+        // A damaged last record: nothing follows, torn.
+        let at = 19 * rec;
+        let mut bad = buf.clone();
+        bad[at + 60] ^= 4;
+        assert_eq!(next_valid_record(&bad, at), None);
+        assert!(torn_write(&bad, 32, at, None));
+        // A page a power cut never wrote, followed by one that was.
+        let mut cut = buf.clone();
+        let (from, to) = (1024 - 32, 2048 - 32);
+        cut[from..to].fill(0);
+        let at = from / rec * rec;
+        let next = next_valid_record(&cut, at);
+        assert!(next.is_some());
+        assert!(torn_write(&cut, 32, at, next));
     }
 }

@@ -32,8 +32,14 @@
 //! Open takes an `flock` on the directory (a second writer gets
 //! [`ColdError::Locked`]), loads the index snapshot if its checksum holds,
 //! and replays only the log written after it; without a snapshot every
-//! segment is replayed. A torn tail of the newest segment is cut. The
-//! report is in [`ColdStats::recovery`].
+//! segment is replayed. A torn tail of the newest segment is cut: a bad
+//! record with no whole record after it (or with a zeroed sector before the
+//! next, as a power cut leaves pages never written back; see
+//! [`format::torn_write`]). A bad record followed by whole ones, or in a
+//! segment that is not the newest (segments are fsynced when closed), is
+//! damage: opening refuses with [`ColdError::Corrupt`] naming the segment
+//! and byte rather than dropping the records after it. The report is in
+//! [`ColdStats::recovery`].
 //!
 //! ## Compaction
 //!

@@ -96,6 +96,52 @@ fn torn_tail_is_cut_and_earlier_records_survive() {
     assert_eq!(t.get(&key(9)).unwrap().unwrap().1, value(9));
 }
 
+/// A damaged record followed by whole ones is not a torn tail: cutting it
+/// would drop every record after it. Opening refuses, naming the segment
+/// and the offset; a damaged *last* record is still cut as torn.
+#[test]
+fn damage_in_the_middle_of_a_segment_is_refused_not_cut() {
+    let s = MemStorage::new();
+    let t = mem_tier(&s);
+    let mut ends = Vec::new();
+    for i in 0..10 {
+        t.put(&key(i), 0, &value(i)).unwrap();
+        ends.push(s.file_len("seg-00000001.log").unwrap());
+    }
+    t.sync().unwrap();
+    std::mem::forget(t); // a crash: no closing snapshot, lock leaks
+    let mid = s.power_cut();
+    // A bit of record 3's value.
+    let at = ends[2] + 48 + 1;
+    mid.flip_bit("seg-00000001.log", at, 2).unwrap();
+    match DiskTier::builder()
+        .segment_size(1 << 20)
+        .sync_interval(None)
+        .open_storage(Arc::new(mid.clone()))
+    {
+        Err(ColdError::Corrupt { what, detail }) => {
+            assert!(what.contains("seg-00000001.log"), "{what}");
+            assert!(detail.contains(&format!("byte {}", ends[2])), "{detail}");
+        }
+        Ok(t) => panic!("opened with {} of 10 keys: the rest silently cut", t.len()),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+    }
+    // Read-only (`agentmem verify`) refuses the same way.
+    assert!(DiskTier::builder()
+        .read_only(true)
+        .open_storage(Arc::new(mid.clone()))
+        .is_err());
+    // Nothing was cut.
+    assert_eq!(mid.file_len("seg-00000001.log"), Some(ends[9]));
+    // The same flip in the last record is a torn tail.
+    let last = s.power_cut();
+    last.flip_bit("seg-00000001.log", ends[8] + 48 + 1, 2)
+        .unwrap();
+    let t = mem_tier(&last);
+    assert_eq!(t.len(), 9);
+    assert!(t.stats().recovery.truncated_bytes > 0);
+}
+
 #[test]
 fn a_flipped_bit_is_an_error_never_data() {
     let s = MemStorage::new();

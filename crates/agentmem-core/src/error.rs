@@ -84,9 +84,14 @@ pub enum Error {
         /// What zstd said.
         detail: String,
     },
-    /// The cold tier failed.
+    /// The cold tier failed (its own error kept, as the source: disk
+    /// full, read-only, corrupt, poisoned after a failed fsync, ...).
     #[error("the cold tier failed")]
-    Cold(#[source] std::io::Error),
+    Cold(#[from] agentmem_cold::ColdError),
+    /// The redo log is damaged, does not follow the store's image, or
+    /// failed to write.
+    #[error(transparent)]
+    Redo(#[from] crate::redo::RedoError),
     /// An invalid setting was given to the builder.
     #[error("invalid store setting: {0}")]
     Config(String),
@@ -94,5 +99,25 @@ pub enum Error {
 impl Error {
     pub(crate) fn unknown_unit(id: &crate::ContentId) -> Self {
         Error::UnknownUnit { id: id.to_hex() }
+    }
+
+    /// A failure of a [`ColdTier`](crate::tier::ColdTier) (whose methods
+    /// return `std::io::Error`): the cold tier's own [`ColdError`] if that
+    /// is what it carries (as [`DiskTier`](crate::tier::DiskTier)'s do),
+    /// else wrapped as [`ColdError::Io`].
+    ///
+    /// [`ColdError`]: agentmem_cold::ColdError
+    /// [`ColdError::Io`]: agentmem_cold::ColdError::Io
+    pub fn cold(e: std::io::Error) -> Self {
+        use agentmem_cold::ColdError;
+        if e.get_ref().is_some_and(|i| i.is::<ColdError>()) {
+            let inner = e.into_inner().expect("checked");
+            return Error::Cold(*inner.downcast::<ColdError>().expect("checked"));
+        }
+        Error::Cold(ColdError::Io {
+            what: "a cold tier operation".into(),
+            dir: String::new(),
+            source: e,
+        })
     }
 }

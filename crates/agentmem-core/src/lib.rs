@@ -35,6 +35,25 @@
 //! units back to hot. The [`tier::ColdTier`] trait is the seam for the disk
 //! tier.
 //!
+//! ## Durability
+//!
+//! A store opened from a directory ([`Store::open`], or
+//! [`StoreBuilder::open_storage`] on any cold-tier `Storage`) logs every
+//! mutating call to a redo log before acknowledging it ([`Durability`]:
+//! group commit by default, per-call fsync, or checkpoints only) and
+//! checkpoints a metadata image into the cold tier periodically. Opening
+//! restores the image, replays the log and — if it replayed anything —
+//! checkpoints at once, so a crash loop never grows the log. Only what a
+//! crash leaves is cut on open (a bad last record with nothing whole after
+//! it); a damaged record with whole ones after it is refused with
+//! [`RedoError::Damaged`] (or the cold tier's `ColdError::Corrupt`) naming
+//! the file and byte. Dictionaries the store trains are logged, so replay
+//! numbers versions as the logged run did. Errors keep their type:
+//! [`Error::Cold`] holds the cold tier's `ColdError`, [`Error::Redo`] the
+//! log's [`RedoError`]. `docs/cold-tier.md` has the details, the tests
+//! (among them a model-based crash test with faults injected through the
+//! `Storage` seam) and the figures.
+//!
 //! ## Concurrency
 //!
 //! A [`Store`] is a cheap handle (an `Arc` inside) that may be cloned and
@@ -60,7 +79,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::DictionaryInfo;
 pub use error::{Error, Result};
 pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
-pub use redo::Durability;
+pub use redo::{Durability, RedoError};
 pub use stats::{AgentStats, KindStats, MemStats, Stats, TierStats};
 pub use store::{
     check_references, AgentInfo, CheckpointReport, ContentId, OpenReport, ResumeReport, Store,

@@ -127,6 +127,9 @@ pub struct OpenReport {
     pub replayed: u64,
     /// Wall time of reading and replaying the redo log.
     pub replay: Duration,
+    /// Wall time of the checkpoint taken right after a replay (zero when
+    /// nothing was replayed).
+    pub checkpoint: Duration,
     /// Wall time of the whole open.
     pub elapsed: Duration,
 }
@@ -217,7 +220,7 @@ impl Store {
                         encoding: frame.encoding.tag(),
                         bytes: frame.bytes.to_vec(),
                     })
-                    .map_err(Error::Cold)?;
+                    .map_err(Error::cold)?;
                     report.units_written += 1;
                     report.bytes_written += frame.bytes.len() as u64;
                     done.push((k, generation, key, frame.bytes.len() as u32, frame.encoding));
@@ -234,11 +237,11 @@ impl Store {
                     }
                 }
             }
-            return Err(Error::Cold(std::io::Error::other(
+            return Err(Error::cold(std::io::Error::other(
                 "checkpoint: the store kept changing faster than its units could be written; try again",
             )));
         };
-        cold.sync().map_err(Error::Cold)?;
+        cold.sync().map_err(Error::cold)?;
         let image_seq = image.log_seq;
         let bytes = postcard::to_stdvec(&image)
             .map_err(|e| Error::Config(format!("encoding the store image: {e}")))?;
@@ -248,15 +251,15 @@ impl Store {
             encoding: IMAGE_VERSION,
             bytes,
         })
-        .map_err(Error::Cold)?;
-        cold.sync().map_err(Error::Cold)?;
+        .map_err(Error::cold)?;
+        cold.sync().map_err(Error::cold)?;
         // Only now may the log before the image and records the previous
         // image named go.
         if let Some(l) = self.inner.redo.get() {
             l.truncate_before(image_seq)?;
         }
         for key in deletes {
-            cold.delete(key.as_bytes()).map_err(Error::Cold)?;
+            cold.delete(key.as_bytes()).map_err(Error::cold)?;
             report.deleted += 1;
         }
         report.elapsed = started.elapsed();
@@ -351,7 +354,7 @@ impl Store {
 /// must name a unit. Returns how many references were checked; appends one
 /// line per problem.
 pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u64> {
-    let Some((version, bytes)) = tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? else {
+    let Some((version, bytes)) = tier.get(&image_key()).map_err(Error::Cold)? else {
         return Ok(0);
     };
     if version != IMAGE_VERSION {
@@ -462,7 +465,7 @@ pub fn check_references(tier: &DiskTier, problems: &mut Vec<String>) -> Result<u
         Ok(p)
     }
     // The redo log must follow the image, and every record in it decode.
-    let read = redo::read(std::path::Path::new(tier.dir()), img.log_seq, false, |r| {
+    let read = redo::read(&*tier.storage(), img.log_seq, false, |r| {
         refs += 1;
         if let Err(e) = redo::decode(r) {
             problems.push(e.to_string());
@@ -493,7 +496,22 @@ impl StoreBuilder {
     /// access or resume. The store's secret is the one it was created with.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
         let started = Instant::now();
-        let tier = DiskTier::open(dir.as_ref()).map_err(|e| Error::Cold(e.into()))?;
+        let tier = DiskTier::open(dir.as_ref()).map_err(Error::Cold)?;
+        self.open_tier(tier, started)
+    }
+
+    /// [`StoreBuilder::open`] on any [`Storage`]: the cold tier, the
+    /// store's image (kept in it) and the redo log all live there, so a
+    /// test can run the store on
+    /// [`MemStorage`](agentmem_cold::storage::MemStorage), inject faults
+    /// and cut the power.
+    ///
+    /// [`Storage`]: agentmem_cold::storage::Storage
+    pub fn open_storage(self, storage: Arc<dyn agentmem_cold::storage::Storage>) -> Result<Store> {
+        let started = Instant::now();
+        let tier = DiskTier::builder()
+            .open_storage(storage)
+            .map_err(Error::Cold)?;
         self.open_tier(tier, started)
     }
 
@@ -503,7 +521,7 @@ impl StoreBuilder {
     pub fn open_tier(mut self, tier: DiskTier, started: Instant) -> Result<Store> {
         let cold_open = started.elapsed();
         let dir = std::path::PathBuf::from(tier.dir());
-        let image = match tier.get(&image_key()).map_err(|e| Error::Cold(e.into()))? {
+        let image = match tier.get(&image_key()).map_err(Error::Cold)? {
             None => None,
             Some((version, _)) if version != IMAGE_VERSION => {
                 return Err(Error::Config(format!(
@@ -549,13 +567,16 @@ impl StoreBuilder {
         };
         for key in tier.keys() {
             if !named.contains(&key) {
-                tier.delete(&key).map_err(|e| Error::Cold(e.into()))?;
+                tier.delete(&key).map_err(Error::Cold)?;
                 report.orphans_deleted += 1;
             }
         }
         // Then the operations logged after the image, through the API.
+        // No dictionary is trained meanwhile: those the logged run trained
+        // are in the log, at the point they were installed.
         let replay_started = Instant::now();
-        let end = redo::read(&dir, log_seq, true, |payload| {
+        store.pause_training(true);
+        let end = redo::read(&*tier.storage(), log_seq, true, |payload| {
             if fresh {
                 return Err(Error::Corrupt {
                     what: format!("store in {}", dir.display()),
@@ -565,6 +586,7 @@ impl StoreBuilder {
             report.replayed += 1;
             store.replay(payload)
         })?;
+        store.pause_training(false);
         report.replay = replay_started.elapsed();
         if fresh {
             // A new store: its first image fixes the secret content ids
@@ -572,7 +594,7 @@ impl StoreBuilder {
             store.checkpoint()?;
         }
         let log = Arc::new(redo::Log::open(
-            &dir,
+            tier.storage(),
             end,
             durability != Durability::Checkpoint,
         )?);
@@ -581,6 +603,14 @@ impl StoreBuilder {
             .redo
             .set(log.clone())
             .expect("the log is set once, here");
+        if report.replayed > 0 {
+            // What was replayed goes into a new image now, and the log it
+            // came from is deleted: otherwise a crash loop (open, work, be
+            // killed before the first periodic checkpoint) grows the log
+            // and every restart replays all of it again.
+            let c = store.checkpoint()?;
+            report.checkpoint = c.elapsed;
+        }
         if let Durability::Group(every) = durability {
             let every = every.max(Duration::from_millis(1));
             store.spawn("agentmem-group-commit", every, move |_| {
@@ -605,6 +635,14 @@ impl StoreBuilder {
 }
 
 impl Store {
+    /// Stop (or let go on) dictionary training, for replay: marks every
+    /// kind as "training under way", which makes writes skip sampling.
+    fn pause_training(&self, pause: bool) {
+        for c in self.inner.state.lock().codecs.iter_mut() {
+            c.training = pause;
+        }
+    }
+
     /// Apply one redo log record.
     fn replay(&self, payload: &[u8]) -> Result<()> {
         let (seq, op) = redo::decode(payload)?;
@@ -640,6 +678,17 @@ impl Store {
                 self.delete_conversation(ConversationId(conversation))
             }
             Op::LoadDictionary { kind, version, raw } => self.load_dictionary(kind, version, raw),
+            Op::Dictionary {
+                kind,
+                version,
+                domain: None,
+                raw,
+            } => self.load_dictionary(kind, version, raw),
+            Op::Dictionary {
+                domain: Some(d), ..
+            } => Err(Error::Config(format!(
+                "a dictionary for dedup domain {d}: this agentmem keeps one per kind"
+            ))),
         };
         r.map_err(|e| Error::Corrupt {
             what: format!("redo log operation {seq}"),
@@ -755,7 +804,7 @@ impl Store {
             let key = u.cold_key();
             let (tag, bytes) = tier
                 .get(key.as_bytes())
-                .map_err(|e| Error::Cold(e.into()))?
+                .map_err(Error::Cold)?
                 .ok_or_else(|| Error::Corrupt {
                     what: "store image".into(),
                     detail: format!("unit {} is missing from the cold tier", u.id),

@@ -10,9 +10,21 @@
 //! image is durable the older files are deleted. [`Store::open`] restores
 //! the image, then replays every record from the image's `seq` on, through
 //! the public API (so content ids and conversation ids come out the same).
-//! The first bad record (short, wrong checksum, undecodable) ends the log:
-//! it and everything after it is a torn tail and is cut. A log that does not
-//! start at or before the image's `seq`, or skips a number, is refused.
+//! A bad record (short, wrong checksum, undecodable) is a torn tail — what
+//! a crash mid-write leaves — only when it is in the last file and no whole
+//! record follows it (or the span up to the next whole one holds a zeroed
+//! sector, as a power cut leaves unwritten pages; see
+//! [`agentmem_cold::format::torn_write`]): then it and everything after it
+//! is cut. Otherwise it is damage, and opening refuses with
+//! [`RedoError::Damaged`] naming the file and byte, rather than dropping
+//! the acknowledged operations after it. A log that does not start at or
+//! before the image's `seq`, or skips a number, is refused
+//! ([`RedoError::Sequence`]).
+//!
+//! The files live on the cold tier's [`Storage`] (the same directory, lock
+//! and — in tests — the same injected faults and power cuts as its
+//! segments and the store image kept in it); see
+//! [`StoreBuilder::open_storage`](crate::StoreBuilder::open_storage).
 //!
 //! Written by hand rather than with a WAL crate: the format is 30 lines, and
 //! the well-kept embedded engines (fjall, redb, sled) bring their own log,
@@ -20,18 +32,63 @@
 //!
 //! [`Store::open`]: crate::Store::open
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentmem_cold::storage::{read_exact_at, write_all_at, Storage, StorageFile};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::types::{AgentState, Importance, Kind, Visibility};
+
+/// Why the redo log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedoError {
+    /// A record is damaged (a flipped bit, a garbled sector) and is not
+    /// the torn tail a crash leaves: whole records follow it, or a later
+    /// log file does. The store refuses to open rather than drop every
+    /// acknowledged operation after it.
+    #[error("redo log {} is damaged at byte {offset}: {detail}. Refusing to open rather than drop the acknowledged operations after it: restore the directory from a backup, or move the log file aside to open the store as of its last checkpoint", file.display())]
+    Damaged {
+        /// The log file.
+        file: PathBuf,
+        /// Byte offset of the damaged record in it.
+        offset: u64,
+        /// What was wrong, and what follows.
+        detail: String,
+    },
+    /// Reading, writing or fsyncing the log failed.
+    #[error("redo log {}: {what}", file.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The log file (or directory).
+        file: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or fsync of the log failed: nothing is known about
+    /// what reached the disk, so writes stop until the store is reopened.
+    #[error("the redo log stopped taking writes after an earlier failure ({cause}); reopen the store to recover from what is on disk")]
+    Stopped {
+        /// The first failure.
+        cause: String,
+    },
+    /// The log does not follow the store's image: operations are missing
+    /// or out of order.
+    #[error("redo log {}: {detail}", file.display())]
+    Sequence {
+        /// The log file (or directory).
+        file: PathBuf,
+        /// What does not follow.
+        detail: String,
+    },
+}
 
 /// When an acknowledged write becomes durable (survives a crash of the
 /// process or of the machine). Set with [`StoreBuilder::durability`].
@@ -127,6 +184,18 @@ pub(crate) enum Op<'a> {
         #[serde(borrow, with = "serde_bytes")]
         raw: &'a [u8],
     },
+    /// A dictionary the store trained itself. Replay loads it rather than
+    /// training again (which would depend on samples the image does not
+    /// hold, and number versions differently). `domain`: the dedup domain
+    /// (tenant) it was trained for, once dictionaries are kept per domain;
+    /// `None` for the store-wide one.
+    Dictionary {
+        kind: Kind,
+        version: u32,
+        domain: Option<u32>,
+        #[serde(borrow, with = "serde_bytes")]
+        raw: &'a [u8],
+    },
 }
 
 const HEADER: usize = 8;
@@ -140,21 +209,30 @@ fn file_first(name: &str) -> Option<u64> {
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
-/// The log files of `dir`, by first sequence number.
-fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(Error::Cold)? {
-        let e = e.map_err(Error::Cold)?;
-        if let Some(first) = e.file_name().to_str().and_then(file_first) {
-            v.push((first, e.path()));
-        }
-    }
-    v.sort();
-    Ok(v)
+/// Where file `name` of `storage` is, for messages.
+fn path_of(storage: &dyn Storage, name: &str) -> PathBuf {
+    PathBuf::from(storage.describe()).join(name)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+fn io_error(
+    storage: &dyn Storage,
+    name: &str,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let file = path_of(storage, name);
+    move |source| RedoError::Io { what, file, source }.into()
+}
+
+/// The log files of `storage`, by first sequence number.
+fn files(storage: &dyn Storage) -> Result<Vec<(u64, String)>> {
+    let mut v: Vec<(u64, String)> = storage
+        .list()
+        .map_err(io_error(storage, "", "listing the log files"))?
+        .into_iter()
+        .filter_map(|n| Some((file_first(&n)?, n)))
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// Hand `each` the records of the log of `dir` from `from` on, in order
@@ -163,15 +241,16 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// file unless `cut` is false (checking a directory without changing it);
 /// refuses a log that does not follow an image taken at `from`.
 pub(crate) fn read(
-    dir: &Path,
+    storage: &dyn Storage,
     from: u64,
     cut: bool,
     mut each: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let files = files(dir)?;
-    if let Some((first, path)) = files.first() {
+    let files = files(storage)?;
+    if let Some((first, name)) = files.first() {
+        let path = &path_of(storage, name);
         if *first > from {
-            return Err(corrupt(
+            return Err(sequence(
                 path,
                 format!(
                     "starts at operation {first}, after the store image's {from}: operations in between are missing"
@@ -181,37 +260,43 @@ pub(crate) fn read(
     }
     let mut next: Option<u64> = None;
     let n = files.len();
-    for (i, (first, path)) in files.iter().enumerate() {
+    for (i, (first, name)) in files.iter().enumerate() {
+        let path = &path_of(storage, name);
         if let Some(nx) = next {
             if *first != nx {
-                return Err(corrupt(
+                return Err(sequence(
                     path,
                     format!("starts at operation {first}, but the previous file ended at {nx}"),
                 ));
             }
         }
-        let mut buf = Vec::new();
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .map_err(Error::Cold)?;
+        let file = storage
+            .open(name, false)
+            .map_err(io_error(storage, name, "opening"))?;
+        let len = file.len().map_err(io_error(storage, name, "reading"))?;
+        let mut buf = vec![0u8; len as usize];
+        read_exact_at(&*file, &mut buf, 0).map_err(io_error(storage, name, "reading"))?;
         let mut at = 0usize;
         let mut seq = *first;
-        while buf.len() - at >= HEADER {
+        let damage = loop {
+            if buf.len() - at < HEADER {
+                break (at < buf.len()).then_some("record header cut short");
+            }
             let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
             let crc = u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4"));
             let Some(payload) = buf.get(at + HEADER..at + HEADER + len) else {
-                break;
+                break Some("record cut short");
             };
             if crc32c::crc32c(payload) != crc {
-                break;
+                break Some("checksum mismatch");
             }
             let Ok((s, _)) = postcard::take_from_bytes::<u64>(payload) else {
-                break;
+                break Some("undecodable record");
             };
             if s != seq {
-                return Err(corrupt(
+                return Err(sequence(
                     path,
-                    format!("holds operation {s} where {seq} belongs"),
+                    format!("holds operation {s} at byte {at}, where {seq} belongs"),
                 ));
             }
             if seq >= from {
@@ -219,13 +304,26 @@ pub(crate) fn read(
             }
             seq += 1;
             at += HEADER + len;
-        }
-        if at < buf.len() {
-            if i + 1 != n {
-                return Err(corrupt(
-                    path,
-                    format!("is damaged at byte {at}, and a later log file follows it"),
-                ));
+        };
+        if let Some(why) = damage {
+            // Only what a crash leaves may be cut: a damaged record followed
+            // by whole ones (or in a file a later one follows, fsynced
+            // before it was started) is corruption, refused rather than
+            // dropping every acknowledged operation after it.
+            let after = next_valid(&buf, at, seq);
+            let last = i + 1 == n;
+            if !last || !agentmem_cold::format::torn_write(&buf, 0, at, after.map(|n| n.0)) {
+                return Err(RedoError::Damaged {
+                    file: path.clone(),
+                    offset: at as u64,
+                    detail: match (after, last) {
+                        (Some((p, s)), _) => format!(
+                            "{why} in operation {seq}, and whole records follow (operation {s} at byte {p})"
+                        ),
+                        (None, _) => format!("{why} in operation {seq}, and a later log file follows"),
+                    },
+                }
+                .into());
             }
             if !cut {
                 next = Some(seq);
@@ -233,33 +331,45 @@ pub(crate) fn read(
             }
             // The torn tail of the last file: written, never acknowledged
             // as durable. Cut it so new records follow whole ones.
-            OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| {
-                    f.set_len(at as u64)?;
-                    f.sync_data()
-                })
-                .map_err(Error::Cold)?;
+            file.set_len(at as u64)
+                .and_then(|()| file.sync())
+                .map_err(io_error(storage, name, "cutting a torn tail"))?;
             tracing::info!(file = %path.display(), at, "cut the redo log's torn tail");
         }
         next = Some(seq);
     }
     let end = next.unwrap_or(from);
     if end < from {
-        return Err(Error::Corrupt {
-            what: format!("redo log in {}", dir.display()),
-            detail: format!("ends at operation {end}, before the store image's {from}"),
-        });
+        return Err(sequence(
+            &PathBuf::from(storage.describe()),
+            format!("ends at operation {end}, before the store image's {from}"),
+        ));
     }
     Ok(end)
 }
 
-fn corrupt(path: &Path, detail: String) -> Error {
-    Error::Corrupt {
-        what: format!("redo log {}", path.display()),
+fn sequence(path: &std::path::Path, detail: String) -> Error {
+    RedoError::Sequence {
+        file: path.to_path_buf(),
         detail,
     }
+    .into()
+}
+
+/// The first whole record after damage at `at` that could follow operation
+/// `seq` (its checksum holds and it numbers a later operation): its offset
+/// and number.
+fn next_valid(buf: &[u8], at: usize, seq: u64) -> Option<(usize, u64)> {
+    (at + 1..buf.len().saturating_sub(HEADER - 1)).find_map(|p| {
+        let len = u32::from_le_bytes(buf[p..p + 4].try_into().expect("4")) as usize;
+        let crc = u32::from_le_bytes(buf[p + 4..p + 8].try_into().expect("4"));
+        let payload = buf.get(p + HEADER..(p + HEADER).checked_add(len)?)?;
+        if len == 0 || crc32c::crc32c(payload) != crc {
+            return None;
+        }
+        let (s, _) = postcard::take_from_bytes::<u64>(payload).ok()?;
+        (s >= seq && s - seq <= buf.len() as u64).then_some((p, s))
+    })
 }
 
 /// Decode one payload returned by [`read`].
@@ -277,7 +387,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(u64, Op<'_>)> {
 /// has let go of the store's lock ([`Log::write_out`]), and fdatasynced by
 /// the group-commit thread or [`Log::sync_to`] without blocking writers.
 pub(crate) struct Log {
-    dir: PathBuf,
+    storage: Arc<dyn Storage>,
     enabled: bool,
     /// Lock order: the store's state, then `sync`, then `io`, then `buf`.
     sync: Mutex<u64>,
@@ -290,50 +400,68 @@ pub(crate) struct Log {
     /// Operations fdatasynced (survive a power cut).
     durable: AtomicU64,
     failed: AtomicBool,
+    /// The first failure, once `failed`.
+    cause: Mutex<String>,
 }
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
-            .field("dir", &self.dir)
+            .field("storage", &self.storage.describe())
             .field("next", &self.next)
             .field("durable", &self.durable)
             .finish_non_exhaustive()
     }
 }
 
+/// The file being appended to.
 struct Io {
-    file: Arc<File>,
+    file: Arc<dyn StorageFile>,
+    name: String,
+    /// Where the next record goes.
+    len: u64,
 }
 
+/// A file to fsync, and its name for messages.
+type Synced = (u64, Arc<dyn StorageFile>, String);
+
 impl Log {
-    /// Open the log of `dir` for appending after operation `end` (as
+    /// Open the log of `storage` for appending after operation `end` (as
     /// [`read`] returned).
-    pub(crate) fn open(dir: &Path, end: u64, enabled: bool) -> Result<Log> {
-        let existing = files(dir)?;
-        let file = match existing.last() {
-            Some((_, path)) => OpenOptions::new().append(true).open(path),
-            None => {
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(file_name(end)));
-                f.and_then(|f| sync_dir(dir).map(|_| f))
+    pub(crate) fn open(storage: Arc<dyn Storage>, end: u64, enabled: bool) -> Result<Log> {
+        let existing = files(&*storage)?;
+        let io = match existing.last() {
+            Some((_, name)) => {
+                let file = storage
+                    .open(name, false)
+                    .map_err(io_error(&*storage, name, "opening"))?;
+                let len = file.len().map_err(io_error(&*storage, name, "opening"))?;
+                Io {
+                    file,
+                    name: name.clone(),
+                    len,
+                }
             }
-        }
-        .map_err(Error::Cold)?;
+            None => {
+                let name = file_name(end);
+                let file = storage
+                    .open(&name, true)
+                    .and_then(|f| storage.sync_dir().map(|()| f))
+                    .map_err(io_error(&*storage, &name, "creating"))?;
+                Io { file, name, len: 0 }
+            }
+        };
         Ok(Log {
-            dir: dir.to_path_buf(),
+            storage,
             enabled,
             sync: Mutex::new(0),
-            io: Mutex::new(Io {
-                file: Arc::new(file),
-            }),
+            io: Mutex::new(io),
             buf: Mutex::new(Vec::with_capacity(1 << 16)),
             next: AtomicU64::new(end),
             written: AtomicU64::new(end),
             durable: AtomicU64::new(end),
             failed: AtomicBool::new(false),
+            cause: Mutex::new(String::new()),
         })
     }
 
@@ -357,18 +485,23 @@ impl Log {
 
     fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
-            return Err(Error::Cold(std::io::Error::other(
-                "the redo log failed to write or fsync earlier; writes stop until the store is reopened",
-            )));
+            return Err(RedoError::Stopped {
+                cause: self.cause.lock().clone(),
+            }
+            .into());
         }
         Ok(())
     }
 
-    fn fail(&self, e: std::io::Error) -> Error {
+    fn fail(&self, name: &str, what: &'static str, e: std::io::Error) -> Error {
         // As fjall does: after a failed write or fsync nothing is known
         // about what reached the disk, so stop taking writes.
-        self.failed.store(true, Ordering::Release);
-        Error::Cold(e)
+        let err = io_error(&*self.storage, name, what)(e);
+        let mut cause = self.cause.lock();
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            *cause = err.to_string();
+        }
+        err
     }
 
     /// Append `op` (call under the store's lock, after the operation
@@ -395,15 +528,19 @@ impl Log {
     /// Hand every record logged before `upto` (exclusive) to the operating
     /// system, so it survives the process being killed. Returns how many
     /// operations the file holds and the file.
-    pub(crate) fn write_out(&self, upto: u64) -> Result<(u64, Arc<File>)> {
+    pub(crate) fn write_out(&self, upto: u64) -> Result<Synced> {
         let mut io = self.io.lock();
         self.write_locked(&mut io, upto)
     }
 
-    fn write_locked(&self, io: &mut Io, upto: u64) -> Result<(u64, Arc<File>)> {
+    fn write_locked(&self, io: &mut Io, upto: u64) -> Result<Synced> {
         self.check()?;
         if !self.enabled || self.written.load(Ordering::Acquire) >= upto {
-            return Ok((self.written.load(Ordering::Acquire), io.file.clone()));
+            return Ok((
+                self.written.load(Ordering::Acquire),
+                io.file.clone(),
+                io.name.clone(),
+            ));
         }
         let (data, end) = {
             let mut buf = self.buf.lock();
@@ -413,9 +550,10 @@ impl Log {
                 end,
             )
         };
-        (&*io.file).write_all(&data).map_err(|e| self.fail(e))?;
+        write_all_at(&*io.file, &data, io.len).map_err(|e| self.fail(&io.name, "writing", e))?;
+        io.len += data.len() as u64;
         self.written.store(end, Ordering::Release);
-        Ok((end, io.file.clone()))
+        Ok((end, io.file.clone(), io.name.clone()))
     }
 
     /// Make every operation before `upto` (exclusive) durable: write what
@@ -429,9 +567,9 @@ impl Log {
         if self.durable() >= upto {
             return self.check();
         }
-        let (end, file) = self.write_out(u64::MAX)?;
+        let (end, file, name) = self.write_out(u64::MAX)?;
         if end > self.durable() {
-            file.sync_data().map_err(|e| self.fail(e))?;
+            file.sync().map_err(|e| self.fail(&name, "fsyncing", e))?;
             *fsyncs += 1;
             self.durable.fetch_max(end, Ordering::AcqRel);
         }
@@ -447,36 +585,48 @@ impl Log {
             return Ok(seq);
         }
         let mut io = self.io.lock();
-        let (end, old) = self.write_locked(&mut io, u64::MAX)?;
-        old.sync_data().map_err(|e| self.fail(e))?;
+        let (end, old, name) = self.write_locked(&mut io, u64::MAX)?;
+        old.sync().map_err(|e| self.fail(&name, "fsyncing", e))?;
         self.durable.fetch_max(end, Ordering::AcqRel);
-        let path = self.dir.join(file_name(seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| sync_dir(&self.dir).map(|_| f))
-            .map_err(Error::Cold)?;
-        io.file = Arc::new(file);
+        let name = file_name(seq);
+        let file = self
+            .storage
+            .open(&name, true)
+            .and_then(|f| {
+                // A file of this name can only be left from a rotation that
+                // failed before anything was logged after it.
+                f.set_len(0)?;
+                self.storage.sync_dir()?;
+                Ok(f)
+            })
+            .map_err(io_error(&*self.storage, &name, "starting a new log file"))?;
+        *io = Io { file, name, len: 0 };
         Ok(seq)
     }
 
     /// After the image taken at `seq` is durable: delete the files it
     /// covers.
     pub(crate) fn truncate_before(&self, seq: u64) -> Result<()> {
-        let all = files(&self.dir)?;
+        let all = files(&*self.storage)?;
+        let remove = |name: &str| {
+            self.storage.remove(name).map_err(io_error(
+                &*self.storage,
+                name,
+                "removing a log file the image covers",
+            ))
+        };
         if !self.enabled {
             // Nothing is logged any more: the image covers every file.
-            for (first, path) in &all {
+            for (first, name) in &all {
                 if *first <= seq {
-                    std::fs::remove_file(path).map_err(Error::Cold)?;
+                    remove(name)?;
                 }
             }
             return Ok(());
         }
         for w in all.windows(2) {
             if w[1].0 <= seq {
-                std::fs::remove_file(&w[0].1).map_err(Error::Cold)?;
+                remove(&w[0].1)?;
             }
         }
         Ok(())

@@ -654,7 +654,7 @@ impl Pending {
             Some((cold, id)) => {
                 let rec = cold
                     .get(id.as_bytes())
-                    .map_err(Error::Cold)?
+                    .map_err(Error::cold)?
                     .ok_or_else(|| Error::Corrupt {
                         what: "cold unit".into(),
                         detail: format!("{id} is missing from the cold tier"),
@@ -874,7 +874,7 @@ impl State {
     fn plain_locked(&self, k: u32) -> Result<Bytes> {
         if matches!(self.unit(k).body, Body::Cold(..)) {
             // Disk I/O never happens under the store's lock.
-            return Err(Error::Cold(std::io::Error::other(
+            return Err(Error::cold(std::io::Error::other(
                 "internal: a cold unit was needed under the store lock; fetch it first",
             )));
         }
@@ -1370,7 +1370,7 @@ impl Store {
                     let v = st.view(k, self.now());
                     st.warm_policy.insert(&v);
                 }
-                return Err(Error::Cold(e));
+                return Err(Error::cold(e));
             }
         }
         Ok(())
@@ -1737,10 +1737,23 @@ impl Store {
         };
         let version = c.versions.len() as u32 + 1;
         let dict = Dictionary::load(kind, version, Bytes::from(raw), self.cfg().level)?;
+        // Logged (before it is installed) like an explicit load, so replay
+        // numbers dictionary versions as this run did.
+        let pos = self.log(
+            &st,
+            &Op::Dictionary {
+                kind,
+                version,
+                domain: None,
+                raw: &dict.raw,
+            },
+        )?;
+        let c = &mut st.codecs[kind.index()];
         c.versions.push(Arc::new(dict));
         c.trained_on = sizes.len() as u64;
         tracing::debug!(%kind, version, "trained dictionary");
-        Ok(())
+        drop(st);
+        self.commit(pos)
     }
 
     /// Load a dictionary (e.g. one persisted with the data that needs it) as

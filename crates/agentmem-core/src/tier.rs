@@ -38,7 +38,7 @@ pub trait ColdTier: Send + Sync + fmt::Debug {
     }
 }
 
-pub use agentmem_cold::DiskTier;
+pub use agentmem_cold::{ColdError, DiskTier};
 
 impl ColdTier for DiskTier {
     fn put(&self, record: &ColdRecord) -> io::Result<()> {

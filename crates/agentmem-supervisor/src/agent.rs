@@ -108,11 +108,10 @@ impl StateDir {
 
     fn write_json<T: Serialize>(&self, dir: &Path, name: &str, v: &T) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        let path = dir.join(format!("{name}.json"));
-        let tmp = dir.join(format!(".{name}.json.tmp"));
-        fs::write(&tmp, serde_json::to_vec(v).expect("serializes"))
-            .map_err(|e| Error::io("writing", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into", &path, e))
+        write_atomic(
+            &dir.join(format!("{name}.json")),
+            &serde_json::to_vec(v).expect("serializes"),
+        )
     }
 
     /// Saves an agent record.
@@ -161,11 +160,72 @@ impl StateDir {
         v
     }
 
-    /// Removes an agent's files.
+    /// Removes the state directory if no live agent is recorded in it (the
+    /// records and cgroups of exited ones are removed first) and no
+    /// supervisor listens on its socket: what `supervise` leaves
+    /// when it stops and what `setup --revert` cleans. Only the files this
+    /// crate writes are removed; anything else keeps the directory.
+    /// Returns whether it is gone.
+    pub fn remove_if_unused(&self) -> bool {
+        if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+            return false;
+        }
+        // Records of agents that exited with no supervisor to notice.
+        for rec in self.records() {
+            if !rec.alive() {
+                rec.cgroup.remove();
+                self.forget(&rec.name);
+            }
+        }
+        let _ = fs::remove_file(self.socket());
+        crate::hooks::remove_dir_if_unused(self);
+        for d in [self.agents(), self.learned()] {
+            if let Ok(rd) = fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    // Leftover temporaries of an interrupted write.
+                    if n.starts_with('.') && n.ends_with(".json.tmp") {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+            // Fails while a record remains.
+            let _ = fs::remove_dir(&d);
+        }
+        fs::remove_dir(&self.root).is_ok() || !self.root.exists()
+    }
+
+    /// Removes an agent's files, and the state hooks `agentmem run`
+    /// installed for it (see [`crate::hooks::release`]).
     pub fn forget(&self, name: &str) {
         let _ = fs::remove_file(self.agents().join(format!("{name}.json")));
         let _ = fs::remove_file(self.learned().join(format!("{name}.json")));
+        let _ = crate::hooks::release(self, name);
     }
+}
+
+/// Writes `bytes` to `path` so that a crash at any point leaves either the
+/// old file or the new one, complete: a temporary file in the same
+/// directory, fsync, rename over `path`, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".json.tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("writing", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into", path, e.error))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing", dir, e))
 }
 
 impl AgentRecord {

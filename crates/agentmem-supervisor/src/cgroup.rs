@@ -31,19 +31,16 @@ pub enum CgroupLayout {
     },
 }
 
-/// The mount points of cgroup file systems, from /proc/self/mounts:
-/// (cgroup2 mounts, v1 mounts with their options).
-fn mounts() -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
-    let s = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+/// The mount points of cgroup file systems, from /proc/self/mountinfo:
+/// (cgroup2 mounts, v1 mounts with their controllers).
+fn mounts() -> (Vec<PathBuf>, Vec<(PathBuf, Vec<String>)>) {
     let (mut v2, mut v1) = (Vec::new(), Vec::new());
-    for line in s.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 4 {
-            continue;
-        }
-        match f[2] {
-            "cgroup2" => v2.push(PathBuf::from(f[1])),
-            "cgroup" => v1.push((PathBuf::from(f[1]), f[3].to_string())),
+    let infos = ::procfs::process::Process::myself().and_then(|p| p.mountinfo());
+    for m in infos.into_iter().flatten() {
+        match m.fs_type.as_str() {
+            "cgroup2" => v2.push(m.mount_point),
+            // A v1 hierarchy's controllers are among its super options.
+            "cgroup" => v1.push((m.mount_point, m.super_options.into_keys().collect())),
             _ => {}
         }
     }
@@ -62,7 +59,7 @@ impl CgroupLayout {
         }
         let find = |c: &str| {
             v1.iter()
-                .find(|(_, o)| o.split(',').any(|x| x == c))
+                .find(|(_, o)| o.iter().any(|x| x == c))
                 .map(|(p, _)| p.clone())
         };
         match (find("memory"), find("freezer")) {
@@ -88,6 +85,35 @@ impl CgroupLayout {
             ),
         }
     }
+}
+
+/// Removes every empty agent cgroup under `agentmem` in each hierarchy of
+/// `layout`, then the `agentmem` parents once empty. Cgroups that still
+/// hold processes stay. Returns the directories removed.
+pub fn remove_empty(layout: &CgroupLayout) -> Vec<PathBuf> {
+    let parents = match layout {
+        CgroupLayout::V2 { root } => vec![root.join("agentmem")],
+        CgroupLayout::V1 { memory, freezer } => {
+            vec![memory.join("agentmem"), freezer.join("agentmem")]
+        }
+    };
+    let mut removed = Vec::new();
+    for parent in parents {
+        if let Ok(rd) = fs::read_dir(&parent) {
+            for e in rd.flatten() {
+                let d = e.path();
+                let empty =
+                    fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|s| s.trim().is_empty());
+                if d.is_dir() && empty && fs::remove_dir(&d).is_ok() {
+                    removed.push(d);
+                }
+            }
+        }
+        if fs::remove_dir(&parent).is_ok() {
+            removed.push(parent);
+        }
+    }
+    removed
 }
 
 /// Checks that `name` is usable as a cgroup and file name.
@@ -126,6 +152,11 @@ impl AgentCgroup {
             layout,
             name: name.to_string(),
         })
+    }
+
+    /// The layout this cgroup lives in.
+    pub fn layout(&self) -> &CgroupLayout {
+        &self.layout
     }
 
     /// The directories of this cgroup (one on v2, memory and freezer on v1).
@@ -249,14 +280,124 @@ impl AgentCgroup {
         }
     }
 
-    /// Removes the cgroup once it is empty (thawing it first). Errors are
-    /// ignored: a cgroup that still holds processes stays.
+    /// Removes the cgroup once it is empty (thawing it first), and the
+    /// `agentmem` parents once no agent is left in them. Errors are ignored:
+    /// a cgroup that still holds processes stays.
     pub fn remove(&self) {
         let _ = self.thaw();
         for d in self.dirs() {
             let _ = fs::remove_dir(&d);
+            if let Some(parent) = d.parent() {
+                // Fails (ENOTEMPTY/EBUSY) while other agents live there.
+                let _ = fs::remove_dir(parent);
+            }
         }
     }
+
+    /// The memory directory (v2: the cgroup; v1: the memory hierarchy's).
+    fn memory_dir(&self) -> PathBuf {
+        self.dirs().swap_remove(0)
+    }
+
+    /// The memory charged to the cgroup, from its own files.
+    pub fn memory(&self) -> Result<CgroupMemory> {
+        let d = self.memory_dir();
+        let read = |f: &str| {
+            let p = d.join(f);
+            fs::read_to_string(&p).map_err(|e| Error::io("reading", &p, e))
+        };
+        let num = |f: &str| -> Result<u64> {
+            let s = read(f)?;
+            s.trim().parse().map_err(|_| Error::Parse {
+                path: d.join(f),
+                what: format!("not a number: {:?}", s.trim()),
+            })
+        };
+        let stat = read("memory.stat")?;
+        let field = |k: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(match &self.layout {
+            CgroupLayout::V2 { .. } => CgroupMemory {
+                usage: num("memory.current")?,
+                swap_cache: field("swapcached"),
+                swap: num("memory.swap.current").unwrap_or(0),
+                writeback: field("file_writeback"),
+                zswap: field("zswap"),
+            },
+            CgroupLayout::V1 { .. } => CgroupMemory {
+                usage: num("memory.usage_in_bytes")?,
+                swap_cache: field("swapcached"),
+                swap: field("swap"),
+                writeback: field("writeback"),
+                zswap: 0,
+            },
+        })
+    }
+
+    /// Reclaims the cgroup's swap cache: the pages a page-out wrote to the
+    /// swap file stay in RAM as swap cache once written (the kernel frees them
+    /// only under memory pressure), so RAM is given back only after this.
+    ///
+    /// Waits up to `wait` for the writeback to finish (pages under writeback
+    /// cannot be freed), then asks the kernel to reclaim that many bytes from
+    /// this cgroup alone: cgroup v2 `memory.reclaim`; cgroup v1 has no such
+    /// file, so `memory.limit_in_bytes` is lowered to the usage minus the swap
+    /// cache for the moment of the write (the kernel reclaims down to it, from
+    /// the tail of the inactive list, where written-back pages were rotated)
+    /// and set back at once. Pages zswap stored never enter the swap cache.
+    /// Returns the cgroup's usage before and after.
+    pub fn drop_swap_cache(&self, wait: Duration) -> Result<(CgroupMemory, CgroupMemory)> {
+        let deadline = Instant::now() + wait;
+        let mut before = self.memory()?;
+        while before.writeback > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+            before = self.memory()?;
+        }
+        if before.swap_cache == 0 {
+            return Ok((before, before));
+        }
+        let d = self.memory_dir();
+        match &self.layout {
+            CgroupLayout::V2 { .. } => {
+                // EAGAIN when less could be reclaimed than asked: fine, the
+                // figures after say what left.
+                let _ = fs::write(d.join("memory.reclaim"), before.swap_cache.to_string());
+            }
+            CgroupLayout::V1 { .. } => {
+                let limit = d.join("memory.limit_in_bytes");
+                let old =
+                    fs::read_to_string(&limit).map_err(|e| Error::io("reading", &limit, e))?;
+                let target = before.usage.saturating_sub(before.swap_cache).max(1 << 20);
+                // EBUSY when the kernel could not get down to the target:
+                // fine, the figures after say what left. The limit is
+                // restored whatever the lowering did.
+                let _ = fs::write(&limit, target.to_string());
+                write(&limit, old.trim())?;
+            }
+        }
+        Ok((before, self.memory()?))
+    }
+}
+
+/// Memory charged to one cgroup, in bytes, from its own files (v2
+/// `memory.current`, `memory.swap.current`, `memory.stat`; v1
+/// `memory.usage_in_bytes`, `memory.stat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMemory {
+    /// RAM charged to it: anonymous and file pages, swap cache included.
+    /// Not the zswap pool on v1 (v2 charges it to the cgroup).
+    pub usage: u64,
+    /// Of which swap cache: pages both in swap and still in RAM.
+    pub swap_cache: u64,
+    /// Swap it uses (zswap or the swap file).
+    pub swap: u64,
+    /// Pages being written back right now.
+    pub writeback: u64,
+    /// RAM of the zswap pool charged to it (v2 only; v1 does not charge the pool).
+    pub zswap: u64,
 }
 
 #[cfg(test)]

@@ -40,6 +40,16 @@ pub enum Error {
         how: String,
     },
     /// No supervised agent has this name.
+    #[error("no room to page out {agent}: it holds {} MiB in RAM and swap has {} MiB free; add swap (`agentmem setup --swap-size`) or resume or end other paused agents", need >> 20, free >> 20)]
+    NoRoom {
+        /// The agent.
+        agent: String,
+        /// Bytes it holds in RAM.
+        need: u64,
+        /// Swap free.
+        free: u64,
+    },
+
     #[error("no supervised agent is named {0:?} (see `agentmem ps`)")]
     UnknownAgent(String),
     /// An agent with this name already exists.

@@ -326,6 +326,16 @@ pub fn release(state: &StateDir, name: &str) -> Result<Option<PathBuf>> {
     Ok(Some(mine.file))
 }
 
+/// Removes `STATE/hooks` when no agent has hooks recorded (for a state
+/// directory being removed).
+pub fn remove_dir_if_unused(state: &StateDir) {
+    if records(state).is_empty() {
+        let dir = hooks_dir(state);
+        let _ = fs::remove_file(dir.join(".lock"));
+        let _ = fs::remove_dir(&dir);
+    }
+}
+
 /// Names of agents with hooks recorded.
 pub fn hooked(state: &StateDir) -> Vec<String> {
     records(state).into_iter().map(|(n, _)| n).collect()
@@ -614,6 +624,19 @@ mod tests {
         fs::write(&f, own).unwrap();
         assert!(install(&st, "y", AgentCli::Codex, &f, &exe).is_err());
         assert_eq!(fs::read_to_string(&f).unwrap(), own);
+    }
+
+    #[test]
+    fn forgetting_an_agent_removes_its_hooks_and_then_the_hooks_dir() {
+        let (t, st, exe) = setup();
+        let f = t.path().join("settings.json");
+        fs::write(&f, "{}").unwrap();
+        install(&st, "gone", AgentCli::ClaudeCode, &f, &exe).unwrap();
+        st.forget("gone");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "{}");
+        assert!(hooks_dir(&st).exists());
+        remove_dir_if_unused(&st);
+        assert!(!hooks_dir(&st).exists());
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Reading /proc: per-process CPU time, I/O, memory and mappings, and the
 //! machine's memory, swap, zswap and pressure figures.
+//!
+//! Parsing is the `procfs` crate's; what it does not know stays here,
+//! minimal: `/proc/PID/ksm_stat` (Linux 6.1+, not in procfs 0.17).
 
 use std::fs;
 use std::path::Path;
+
+use ::procfs::process::{MMPermissions, MMapPath, Process};
+use ::procfs::{Current, Meminfo, MemoryPressure};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::pageset::PageSet;
-
-fn read(path: &str) -> Result<String> {
-    fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))
-}
 
 /// Fields of /proc/PID/stat the supervisor uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,36 +28,19 @@ pub struct ProcStat {
 
 /// Reads /proc/PID/stat. `None` when the process does not exist.
 pub fn stat(pid: i32) -> Option<ProcStat> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 (index 0 here); utime 14, stime 15, starttime 22.
-    let state = f.first()?.chars().next()?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    let start: u64 = f.get(19)?.parse().ok()?;
+    let s = Process::new(pid).ok()?.stat().ok()?;
     Some(ProcStat {
-        cpu_ticks: utime + stime,
-        start_ticks: start,
-        state,
+        cpu_ticks: s.utime + s.stime,
+        start_ticks: s.starttime,
+        state: s.state,
     })
 }
 
 /// Bytes read and written by a process through any file descriptor
 /// (terminal, sockets, pipes, files): /proc/PID/io `rchar + wchar`.
 pub fn io_bytes(pid: i32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    let mut total = 0;
-    for line in s.lines() {
-        if let Some(v) = line
-            .strip_prefix("rchar: ")
-            .or_else(|| line.strip_prefix("wchar: "))
-        {
-            total += v.trim().parse::<u64>().ok()?;
-        }
-    }
-    Some(total)
+    let io = Process::new(pid).ok()?.io().ok()?;
+    Some(io.rchar + io.wchar)
 }
 
 /// Memory of one process (or a sum over several).
@@ -80,17 +65,36 @@ impl std::ops::AddAssign for MemUsage {
     }
 }
 
-fn kb_field(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let v = l.strip_prefix(name)?.strip_prefix(':')?;
-        Some(v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024)
+/// Memory of `pid` from /proc/PID/smaps_rollup and /proc/PID/ksm_stat.
+pub fn mem_usage(pid: i32) -> Option<MemUsage> {
+    let r = Process::new(pid).ok()?.smaps_rollup().ok()?;
+    let m = r.memory_map_rollup.0.first()?;
+    let f = |k: &str| m.extension.map.get(k).copied().unwrap_or(0);
+    Some(MemUsage {
+        rss_bytes: f("Rss"),
+        pss_bytes: f("Pss"),
+        swap_bytes: f("Swap"),
+        ksm_merged_pages: ksm_merging_pages(pid),
     })
 }
 
-/// Memory of `pid` from /proc/PID/smaps_rollup and /proc/PID/ksm_stat.
-pub fn mem_usage(pid: i32) -> Option<MemUsage> {
-    let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let ksm = fs::read_to_string(format!("/proc/{pid}/ksm_stat"))
+/// Cheap memory counters of `pid`: RSS and swap from /proc/PID/status
+/// (kept by the kernel as counters) and KSM from /proc/PID/ksm_stat; PSS is
+/// left at 0 as it costs a walk of the page tables ([`mem_usage`]).
+pub fn mem_counters(pid: i32) -> Option<MemUsage> {
+    let s = Process::new(pid).ok()?.status().ok()?;
+    Some(MemUsage {
+        rss_bytes: s.vmrss.unwrap_or(0) * 1024,
+        pss_bytes: 0,
+        swap_bytes: s.vmswap.unwrap_or(0) * 1024,
+        ksm_merged_pages: ksm_merging_pages(pid),
+    })
+}
+
+/// `ksm_merging_pages` of /proc/PID/ksm_stat (0 without KSM): procfs 0.17
+/// does not read this file.
+fn ksm_merging_pages(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/ksm_stat"))
         .ok()
         .and_then(|k| {
             k.lines().find_map(|l| {
@@ -98,13 +102,14 @@ pub fn mem_usage(pid: i32) -> Option<MemUsage> {
                     .and_then(|v| v.trim().parse().ok())
             })
         })
-        .unwrap_or(0);
-    Some(MemUsage {
-        rss_bytes: kb_field(&s, "Rss").unwrap_or(0),
-        pss_bytes: kb_field(&s, "Pss").unwrap_or(0),
-        swap_bytes: kb_field(&s, "Swap").unwrap_or(0),
-        ksm_merged_pages: ksm,
-    })
+        .unwrap_or(0)
+}
+
+/// Signals pending for `pid`, thread-directed or process-wide (`SigPnd` |
+/// `ShdPnd` of /proc/PID/status), as a mask: bit `n - 1` for signal `n`.
+pub fn pending_signals(pid: i32) -> Option<u64> {
+    let s = Process::new(pid).ok()?.status().ok()?;
+    Some(s.sigpnd | s.shdpnd)
 }
 
 /// The machine's memory figures from /proc/meminfo, in bytes.
@@ -122,30 +127,38 @@ pub struct MemInfo {
     pub zswap_pool: u64,
     /// Zswapped: uncompressed bytes held in the pool.
     pub zswapped: u64,
+    /// SwapCached: pages both in swap and in RAM (written out, not freed yet).
+    pub swap_cached: u64,
 }
 
 /// Reads /proc/meminfo.
 pub fn meminfo() -> Result<MemInfo> {
-    let s = read("/proc/meminfo")?;
-    let f = |n| kb_field(&s, n).unwrap_or(0);
+    let m = Meminfo::current().map_err(|e| proc_error("/proc/meminfo", e))?;
     Ok(MemInfo {
-        total: f("MemTotal"),
-        available: f("MemAvailable"),
-        swap_total: f("SwapTotal"),
-        swap_free: f("SwapFree"),
-        zswap_pool: f("Zswap"),
-        zswapped: f("Zswapped"),
+        total: m.mem_total,
+        available: m.mem_available.unwrap_or(m.mem_free),
+        swap_total: m.swap_total,
+        swap_free: m.swap_free,
+        zswap_pool: m.z_swap.unwrap_or(0),
+        zswapped: m.z_swapped.unwrap_or(0),
+        swap_cached: m.swap_cached,
     })
+}
+
+fn proc_error(path: &str, e: ::procfs::ProcError) -> Error {
+    match e {
+        ::procfs::ProcError::Io(io, _) => Error::io("reading", path, io),
+        other => Error::Parse {
+            path: path.into(),
+            what: other.to_string(),
+        },
+    }
 }
 
 /// `some avg10` of /proc/pressure/memory (percent of time in the last 10 s
 /// that some task stalled on memory), or `None` without PSI.
 pub fn memory_pressure_some_avg10() -> Option<f64> {
-    let s = fs::read_to_string("/proc/pressure/memory").ok()?;
-    let line = s.lines().find(|l| l.starts_with("some "))?;
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix("avg10="))
-        .and_then(|v| v.parse().ok())
+    MemoryPressure::current().ok().map(|p| p.some.avg10 as f64)
 }
 
 /// The private, writable, anonymous mappings of `pid` (heap, stacks,
@@ -153,36 +166,21 @@ pub fn memory_pressure_some_avg10() -> Option<f64> {
 /// the kernel's page cache.
 pub fn anon_ranges(pid: i32) -> Result<PageSet> {
     let path = format!("/proc/{pid}/maps");
-    let s = read(&path)?;
-    let mut v = Vec::new();
-    for line in s.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(range), Some(perms)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let name = it.nth(3).unwrap_or("");
-        let p = perms.as_bytes();
-        if p.len() < 4 || p[1] != b'w' || p[3] != b'p' {
-            continue;
-        }
-        if !(name.is_empty()
-            || name == "[heap]"
-            || name.starts_with("[stack")
-            || name.starts_with("[anon"))
-        {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-            return Err(Error::Parse {
-                path: path.into(),
-                what: format!("bad range {range:?}"),
-            });
-        };
-        v.push((a, b));
-    }
+    let maps = Process::new(pid)
+        .and_then(|p| p.maps())
+        .map_err(|e| proc_error(&path, e))?;
+    let v = maps
+        .into_iter()
+        .filter(|m| {
+            m.perms.contains(MMPermissions::WRITE) && m.perms.contains(MMPermissions::PRIVATE)
+        })
+        .filter(|m| match &m.pathname {
+            MMapPath::Anonymous | MMapPath::Heap | MMapPath::Stack | MMapPath::TStack(_) => true,
+            MMapPath::Other(name) => name.starts_with("anon") || name.starts_with("stack"),
+            _ => false,
+        })
+        .map(|m| m.address)
+        .collect();
     Ok(PageSet::from_ranges(v))
 }
 
@@ -201,22 +199,11 @@ pub fn clock_ticks_per_second() -> u64 {
 /// access time (its stdin's), and /proc/PID/io `rchar`, `wchar`, `syscw`.
 /// `None` when the process is gone.
 pub fn activity(pid: i32) -> Option<crate::idle::Counters> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
-    // After the name: tty_nr is field 7 (index 4), utime 14, stime 15.
-    let tty = f.get(4)?.parse::<i64>().ok()? != 0;
-    let cpu = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    let field = |n: &str| {
-        io.lines().find_map(|l| {
-            l.strip_prefix(n)?
-                .strip_prefix(": ")?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-    };
-    let (rchar, wchar, syscw) = (field("rchar")?, field("wchar")?, field("syscw")?);
+    let p = Process::new(pid).ok()?;
+    let st = p.stat().ok()?;
+    let io = p.io().ok()?;
+    let tty = st.tty_nr != 0;
+    // The terminal's atime: stat of the process's stdin (a tty or pty).
     let atime = || {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         fs::metadata(format!("/proc/{pid}/fd/0"))
@@ -225,10 +212,10 @@ pub fn activity(pid: i32) -> Option<crate::idle::Counters> {
             .map_or(0, |m| m.atime())
     };
     Some(crate::idle::Counters {
-        cpu_ticks: cpu,
-        io_bytes: rchar + wchar,
-        tty_wchar: if tty { wchar } else { 0 },
-        tty_syscw: if tty { syscw } else { 0 },
+        cpu_ticks: st.utime + st.stime,
+        io_bytes: io.rchar + io.wchar,
+        tty_wchar: if tty { io.wchar } else { 0 },
+        tty_syscw: if tty { io.syscw } else { 0 },
         tty_atime: if tty { atime() } else { 0 },
         tty,
     })

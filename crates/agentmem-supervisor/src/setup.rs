@@ -433,10 +433,8 @@ fn save_state(path: &Path, st: &AppliedState) -> Result<()> {
     if let Some(d) = path.parent() {
         fs::create_dir_all(d).map_err(|e| Error::io("creating", d, e))?;
     }
-    let tmp = path.with_extension("tmp");
     let body = serde_json::to_vec_pretty(st).expect("state serializes");
-    fs::write(&tmp, body).map_err(|e| Error::io("writing", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io("renaming into", path, e))
+    crate::agent::write_atomic(path, &body)
 }
 
 /// Reads an applied state file, if there is one.

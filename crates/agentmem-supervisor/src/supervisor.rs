@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRecord, AgentState, Learned, StateDir};
+use crate::cgroup::{CgroupLayout, CgroupMemory};
 use crate::error::{Error, Result};
 use crate::idle::{self, Activity, IdleConfig};
 use crate::pageset::PageSet;
@@ -68,6 +69,16 @@ pub struct Config {
     /// After this long paused or reclaimed, the resident working set is
     /// paged out too (a deep sleep; resume then prefetches it). Default: 10 min.
     pub deep_after: Duration,
+    /// After a page-out, reclaim the agent's swap cache from its cgroup so
+    /// the pages written to the swap file leave RAM (see
+    /// [`AgentCgroup::drop_swap_cache`](crate::cgroup::AgentCgroup::drop_swap_cache)). Default: true.
+    pub drop_swap_cache: bool,
+    /// How old an agent's memory figures in `ps` may be (cgroup usage, RSS,
+    /// swap, KSM); PSS, which costs a page-table walk, is refreshed four
+    /// times less often. Figures are refreshed in ticks, a few agents at a
+    /// time, and right after a page-out or resume, so `ps` costs the
+    /// supervisor nothing per agent. Default: 10 s.
+    pub figures_max_age: Duration,
 }
 
 impl Default for Config {
@@ -88,6 +99,8 @@ impl Default for Config {
             cold_to_swap_file: true,
             resident_ws_fraction: 0.12,
             deep_after: Duration::from_secs(600),
+            drop_swap_cache: true,
+            figures_max_age: Duration::from_secs(10),
         }
     }
 }
@@ -109,6 +122,28 @@ pub struct AgentStatus {
     pub swap_bytes: u64,
     /// Pages merged by KSM.
     pub ksm_merged_pages: u64,
+    /// RAM the agent actually holds: its PSS (resident pages, shared ones
+    /// divided among their sharers), its cgroup's swap cache (written to swap
+    /// yet still in RAM, which PSS does not show) and its part of the zswap
+    /// pool (cgroup v2 counts it per cgroup; on v1, its share by swap in use).
+    #[serde(default)]
+    pub ram_bytes: u64,
+    /// Of its cgroup's usage, swap cache: written to swap yet still in RAM.
+    #[serde(default)]
+    pub swap_cache_bytes: u64,
+    /// Its share of the zswap pool's RAM.
+    #[serde(default)]
+    pub zswap_bytes: u64,
+    /// Its swapped bytes that are on disk (in the swap file, not in zswap).
+    #[serde(default)]
+    pub disk_bytes: u64,
+    /// Age of these figures in seconds (PSS may be older, see `pss_age_s`);
+    /// none before the first refresh.
+    #[serde(default)]
+    pub figures_age_s: Option<f64>,
+    /// Age of the PSS figure in seconds.
+    #[serde(default)]
+    pub pss_age_s: Option<f64>,
     /// Seconds since its last activity.
     pub idle_s: f64,
     /// How long its last resume took (thaw and prefetch), in ms.
@@ -131,13 +166,26 @@ pub struct Totals {
     pub swap_bytes: u64,
     /// Sum of KSM merged pages.
     pub ksm_merged_pages: u64,
+    /// Sum of RAM actually held (PSS + swap cache + zswap share).
+    #[serde(default)]
+    pub ram_bytes: u64,
+    /// Sum of the agents' swap cache.
+    #[serde(default)]
+    pub swap_cache_bytes: u64,
+    /// Sum of the agents' bytes on disk (swap file).
+    #[serde(default)]
+    pub disk_bytes: u64,
+    /// Swap cache of the whole machine (`SwapCached`).
+    #[serde(default)]
+    pub swap_cached_bytes: u64,
     /// RAM used by the zswap pool (whole machine).
     pub zswap_pool_bytes: u64,
     /// Uncompressed bytes in the zswap pool (whole machine).
     pub zswapped_bytes: u64,
     /// Swap in use (whole machine, zswap and swap file).
     pub swap_used_bytes: u64,
-    /// PSS plus the agents' share of the zswap pool (by their share of swap in use).
+    /// PSS plus the agents' share of the zswap pool (by their share of swap
+    /// in use). Misses the swap cache: see `ram_bytes` for RAM held.
     pub effective_bytes: u64,
     /// MemAvailable.
     pub mem_available_bytes: u64,
@@ -226,6 +274,29 @@ impl ZswapBypass {
     }
 }
 
+/// What one page-out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageOutOutcome {
+    /// Bytes of address space advised (`process_madvise`'s count: mapped
+    /// ranges, most of them never touched). Not memory.
+    pub advised_bytes: u64,
+    /// RAM that left: the drop of the agent's cgroup usage (swap cache
+    /// dropped, see [`Config::drop_swap_cache`]), minus what the zswap pool
+    /// grew by meanwhile on cgroup v1 (v2 charges the pool to the cgroup).
+    pub freed_bytes: u64,
+    /// Swap cache still held by the cgroup afterwards.
+    pub swap_cache_bytes: u64,
+}
+
+/// An agent's memory figures, refreshed in ticks (see [`Config::figures_max_age`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    usage: MemUsage,
+    cgroup: CgroupMemory,
+    at: Option<Instant>,
+    pss_at: Option<Instant>,
+}
+
 #[derive(Debug)]
 struct Supervised {
     rec: AgentRecord,
@@ -243,9 +314,113 @@ struct Supervised {
     /// After a resume: when, and whether to prefetch the rest afterwards.
     resumed: Option<(Instant, bool)>,
     last_resume_ms: Option<f64>,
+    figures: Figures,
+    /// A page-out of this agent runs outside the lock (see [`PageOutJob`]).
+    busy: bool,
+    /// Bumped by every resume and signal: a page-out planned before one
+    /// does not change the agent's state when it finishes.
+    generation: u64,
+}
+
+/// What a [`PageOutJob`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// Page out an idle agent (all but its idle working set).
+    Idle,
+    /// Page out new memory of a reclaimed agent.
+    Repage,
+    /// Page out a paused agent (`all`: its idle working set too).
+    Pause,
+    /// Page out the working set a paused or reclaimed agent kept resident.
+    Deep,
+}
+
+/// A page-out planned under the supervisor's lock and run without it: the
+/// `process_madvise` calls, the wait for writeback and the reclaim of the
+/// swap cache take from milliseconds to seconds, and no other agent's
+/// request or tick should wait for them. It works on its own copy of what
+/// it needs (the record, a duplicate pidfd, what was learned);
+/// [`Supervisor::finish`] installs the result if the agent was not resumed
+/// or signalled meanwhile.
+#[derive(Debug)]
+pub struct PageOutJob {
+    name: String,
+    kind: JobKind,
+    agent: Supervised,
+    generation: u64,
+    cold_bypass: bool,
+    keep_ws: Option<f64>,
+    drop_cache: bool,
+    all: bool,
+    idle_for: Duration,
+}
+
+/// A [`PageOutJob`] that ran.
+#[derive(Debug)]
+pub struct FinishedJob {
+    job: PageOutJob,
+    result: Result<PageOutOutcome>,
+}
+
+/// The prefetch of a resume, run without the supervisor's lock.
+#[derive(Debug)]
+pub struct PrefetchJob {
+    name: String,
+    agent: Supervised,
+    set: PageSet,
+    others: bool,
+    prefetch: Prefetch,
+    t0: Instant,
+    result: Result<()>,
+}
+
+impl PrefetchJob {
+    /// Runs the prefetch (`MADV_WILLNEED`; no lock needed).
+    pub fn run(mut self) -> PrefetchJob {
+        self.result = self.agent.prefetch(&self.set);
+        if self.others && self.result.is_ok() {
+            self.agent.prefetch_others();
+        }
+        self
+    }
+}
+
+impl PageOutJob {
+    /// Runs the page-out (no lock needed).
+    pub fn run(mut self) -> FinishedJob {
+        let result = match self.kind {
+            JobKind::Deep => self.agent.page_out_resident_ws(self.drop_cache),
+            _ => self
+                .agent
+                .page_out(self.all, self.cold_bypass, self.keep_ws, self.drop_cache),
+        };
+        FinishedJob { job: self, result }
+    }
 }
 
 impl Supervised {
+    /// A copy to page out with outside the lock.
+    fn detached(&self) -> Result<Supervised> {
+        let now = Instant::now();
+        Ok(Supervised {
+            rec: self.rec.clone(),
+            pidfd: self.pidfd.try_clone()?,
+            learned: self.learned.clone(),
+            state: self.state,
+            last: self.last,
+            activity: Activity::default(),
+            last_active: now,
+            reclaimed_at: None,
+            last_sample: now,
+            last_repage: now,
+            resumed: None,
+            last_resume_ms: None,
+            figures: Figures::default(),
+            busy: true,
+            generation: self.generation,
+        })
+    }
+
     fn procs(&self) -> Vec<i32> {
         let mut p = self.rec.cgroup.procs();
         if !p.contains(&self.rec.pid) {
@@ -291,14 +466,28 @@ impl Supervised {
         c
     }
 
-    fn usage(&self) -> MemUsage {
+    /// Reads its memory figures: cheap counters always, PSS (a page-table
+    /// walk per process) when `pss`.
+    fn refresh_figures(&mut self, now: Instant, pss: bool) {
         let mut u = MemUsage::default();
         for p in self.procs() {
-            if let Some(m) = procfs::mem_usage(p) {
+            let m = if pss {
+                procfs::mem_usage(p)
+            } else {
+                procfs::mem_counters(p)
+            };
+            if let Some(m) = m {
                 u += m;
             }
         }
-        u
+        if !pss {
+            u.pss_bytes = self.figures.usage.pss_bytes;
+        } else {
+            self.figures.pss_at = Some(now);
+        }
+        self.figures.usage = u;
+        self.figures.cgroup = self.rec.cgroup.memory().unwrap_or_default();
+        self.figures.at = Some(now);
     }
 
     /// Pages the agent out: the main process minus its idle working set
@@ -307,8 +496,15 @@ impl Supervised {
     /// The recent working set goes first, into zswap, where a resume finds
     /// it fastest. With `cold_bypass` the rest goes straight to the swap
     /// file, so that the zswap pool holds working sets and not cold heap.
-    fn page_out(&mut self, all: bool, cold_bypass: bool, keep_ws: Option<f64>) -> Result<u64> {
+    fn page_out(
+        &mut self,
+        all: bool,
+        cold_bypass: bool,
+        keep_ws: Option<f64>,
+        drop_cache: bool,
+    ) -> Result<PageOutOutcome> {
         let pid = self.rec.pid;
+        let before = self.ram_held();
         let anon = procfs::anon_ranges(pid)?;
         let target = if all {
             anon.clone()
@@ -350,20 +546,54 @@ impl Supervised {
             out
         };
         self.learned.swapped = sys::scan_pagemap(pid, &anon, |e| e.swapped())?;
-        Ok(first.bytes + out.bytes)
+        self.after_page_out(before, first.bytes + out.bytes, drop_cache)
+    }
+
+    /// RAM held by the agent's cgroup plus, on cgroup v1 (which does not
+    /// charge the zswap pool to cgroups), the whole pool: a page-out's
+    /// effect on the pool is attributed to the agent paged out.
+    fn ram_held(&self) -> (Option<CgroupMemory>, u64) {
+        let pool = match self.rec.cgroup.layout() {
+            CgroupLayout::V1 { .. } => procfs::meminfo().map(|m| m.zswap_pool).unwrap_or(0),
+            CgroupLayout::V2 { .. } => 0,
+        };
+        (self.rec.cgroup.memory().ok(), pool)
+    }
+
+    /// Drops the swap cache the page-out left (if asked) and says what left RAM.
+    fn after_page_out(
+        &mut self,
+        before: (Option<CgroupMemory>, u64),
+        advised_bytes: u64,
+        drop_cache: bool,
+    ) -> Result<PageOutOutcome> {
+        if drop_cache {
+            self.rec.cgroup.drop_swap_cache(Duration::from_secs(2))?;
+        }
+        let after = self.ram_held();
+        let freed_bytes = match (before.0, after.0) {
+            (Some(b), Some(a)) => (b.usage + before.1).saturating_sub(a.usage + after.1),
+            _ => 0,
+        };
+        Ok(PageOutOutcome {
+            advised_bytes,
+            freed_bytes,
+            swap_cache_bytes: after.0.map(|m| m.swap_cache).unwrap_or(0),
+        })
     }
 
     /// Pages out a working set left resident (a deep sleep).
-    fn page_out_resident_ws(&mut self) -> Result<u64> {
+    fn page_out_resident_ws(&mut self, drop_cache: bool) -> Result<PageOutOutcome> {
         if !self.learned.ws_resident {
-            return Ok(0);
+            return Ok(PageOutOutcome::default());
         }
+        let before = self.ram_held();
         let ws = self.learned.active_ws.union(&self.learned.active_ws_prev);
         let out = sys::advise(&self.pidfd, &ws, Advice::PageOut)?;
         self.learned.ws_resident = false;
         let now_swapped = sys::scan_pagemap(self.rec.pid, &ws, |e| e.swapped())?;
         self.learned.swapped = self.learned.swapped.union(&now_swapped);
-        Ok(out.bytes)
+        self.after_page_out(before, out.bytes, drop_cache)
     }
 
     /// Refaulted pages of a reclaimed agent join its idle working set.
@@ -402,6 +632,30 @@ impl Supervised {
                 self.rec.cgroup.contains(p).then_some((fd, p))
             })
             .collect()
+    }
+
+    /// Signals every process of the agent: its recorded process and all of
+    /// its cgroup, detached daemons included. Returns how many were signalled.
+    fn signal_all(&self, sig: rustix::process::Signal) -> Result<usize> {
+        let mut n = usize::from(sys::send_signal(&self.pidfd, sig)?);
+        for (fd, _) in self.other_procs() {
+            n += usize::from(sys::send_signal(&fd, sig)?);
+        }
+        Ok(n)
+    }
+
+    /// True when one of its processes has a termination signal pending
+    /// (SIGHUP when its terminal closed, SIGINT, SIGQUIT, SIGTERM, SIGKILL):
+    /// a frozen process cannot act on it until thawed.
+    fn termination_pending(&self) -> bool {
+        const FATAL: u64 = 1 << (libc::SIGHUP - 1)
+            | 1 << (libc::SIGINT - 1)
+            | 1 << (libc::SIGQUIT - 1)
+            | 1 << (libc::SIGKILL - 1)
+            | 1 << (libc::SIGTERM - 1);
+        self.procs()
+            .into_iter()
+            .any(|p| procfs::pending_signals(p).is_some_and(|m| m & FATAL != 0))
     }
 
     /// Ends the watch after a resume: the pages the agent used since then
@@ -446,6 +700,8 @@ pub struct Supervisor {
     last_tick: Option<Instant>,
     /// Messages for the log (drained by the daemon).
     log: Vec<String>,
+    /// Page-outs planned by the current tick.
+    jobs: Vec<PageOutJob>,
 }
 
 impl Supervisor {
@@ -465,6 +721,7 @@ impl Supervisor {
             ticks_per_s: procfs::clock_ticks_per_second().max(1),
             last_tick: None,
             log: Vec::new(),
+            jobs: Vec::new(),
         };
         if ZswapBypass::recover() {
             s.log.push(
@@ -505,8 +762,8 @@ impl Supervisor {
                     rec.name, rec.pid
                 ));
                 rec.cgroup.remove();
-                self.dir.forget(&rec.name);
                 self.release_hooks(&rec.name);
+                self.dir.forget(&rec.name);
                 continue;
             }
             let pidfd = match Pidfd::open(rec.pid) {
@@ -537,9 +794,13 @@ impl Supervisor {
                 last_repage: now,
                 resumed: None,
                 last_resume_ms: None,
+                figures: Figures::default(),
+                busy: false,
+                generation: 0,
                 rec,
             };
             a.last = a.counters();
+            a.refresh_figures(now, false);
             self.log.push(format!(
                 "{}: supervising pid {} ({})",
                 a.rec.name,
@@ -558,7 +819,24 @@ impl Supervisor {
 
     /// One round: notice new, dead, active and idle agents; page out those
     /// idle past their threshold; sample refaults; finish resumes.
+    ///
+    /// Page-outs run inline here; the daemon uses [`Supervisor::plan_tick`]
+    /// to run them outside its lock.
     pub fn tick(&mut self, now: Instant) {
+        for job in self.plan_tick(now) {
+            let _ = self.finish(job.run(), now);
+        }
+    }
+
+    /// [`Supervisor::tick`] without the page-outs: returns them, to be run
+    /// (with [`PageOutJob::run`]) without the lock and handed to
+    /// [`Supervisor::finish`].
+    pub fn plan_tick(&mut self, now: Instant) -> Vec<PageOutJob> {
+        self.tick_inner(now);
+        std::mem::take(&mut self.jobs)
+    }
+
+    fn tick_inner(&mut self, now: Instant) {
         self.rescan(now);
         let dt = self
             .last_tick
@@ -576,6 +854,7 @@ impl Supervisor {
                 self.log.push(format!("{name}: {e}"));
             }
         }
+        self.refresh_stale_figures(now);
     }
 
     fn tick_agent(
@@ -592,9 +871,13 @@ impl Supervisor {
         if !a.rec.alive() {
             self.log.push(format!("{name}: exited"));
             a.rec.cgroup.remove();
-            self.dir.forget(name);
             self.agents.remove(name);
             self.release_hooks(name);
+            self.dir.forget(name);
+            return Ok(());
+        }
+        if a.busy {
+            // Its page-out runs outside the lock; the next tick sees the result.
             return Ok(());
         }
         let c = a.counters();
@@ -621,16 +904,24 @@ impl Supervisor {
             // Memory pressure alone does not deepen the sleep: refaults of
             // resuming agents raise PSI without RAM being short.
             if a.learned.ws_resident && (asleep >= cfg.deep_after || low_memory) {
-                let b = a.page_out_resident_ws()?;
-                self.log.push(format!(
-                    "{name}: deep sleep, working set paged out ({} MiB)",
-                    b >> 20
-                ));
-                self.save(name);
+                let job = plan(name, a, JobKind::Deep, &cfg, None, Duration::ZERO)?;
+                self.jobs.push(job);
                 return Ok(());
             }
         }
         if a.state == AgentState::Paused {
+            if a.termination_pending() {
+                // Frozen, it would never act on it (under the v1 freezer
+                // not even on SIGKILL): thaw it so it can exit.
+                a.rec.cgroup.thaw()?;
+                a.state = AgentState::Active;
+                a.learned.paused = false;
+                a.last_active = now;
+                self.log.push(format!(
+                    "{name}: a termination signal is pending: thawed so it can exit"
+                ));
+                self.save(name);
+            }
             return Ok(());
         }
         if active {
@@ -686,17 +977,8 @@ impl Supervisor {
                         cfg.psi_limit
                     ));
                 } else {
-                    let bytes = a.page_out(false, cfg.cold_to_swap_file, keep)?;
-                    a.state = AgentState::Reclaimed;
-                    a.reclaimed_at = Some(now);
-                    a.last_sample = now;
-                    a.last_repage = now;
-                    changed = true;
-                    self.log.push(format!(
-                        "{name}: idle {:.0} s, paged out {} MiB",
-                        idle_for.as_secs_f64(),
-                        bytes >> 20
-                    ));
+                    let job = plan(name, a, JobKind::Idle, &cfg, keep, idle_for)?;
+                    self.jobs.push(job);
                 }
             }
             AgentState::Reclaimed if now.duration_since(a.last_sample) >= cfg.sample_every => {
@@ -708,8 +990,9 @@ impl Supervisor {
                     // learned idle set stays; a working set already paged
                     // out in a deep sleep is not called resident again).
                     let keep = if a.learned.ws_resident { keep } else { None };
-                    a.page_out(false, cfg.cold_to_swap_file, keep)?;
                     a.last_repage = now;
+                    let job = plan(name, a, JobKind::Repage, &cfg, keep, Duration::ZERO)?;
+                    self.jobs.push(job);
                 }
             }
             _ => {}
@@ -722,14 +1005,61 @@ impl Supervisor {
 
     /// Pauses an agent: freezes its cgroup, then (with `page_out`) pages it
     /// out: all of it when `deep`, else all but a recent working set small
-    /// enough to stay resident. Returns the bytes paged out.
-    pub fn pause(&mut self, name: &str, page_out: bool, deep: bool, now: Instant) -> Result<u64> {
-        let cold = self.cfg.cold_to_swap_file;
+    /// enough to stay resident. Refused, before anything is frozen, when
+    /// swap has no room for its resident memory.
+    pub fn pause(
+        &mut self,
+        name: &str,
+        page_out: bool,
+        deep: bool,
+        now: Instant,
+    ) -> Result<PageOutOutcome> {
+        match self.pause_begin(name, page_out, deep, now)? {
+            Some(job) => self.finish(job.run(), now),
+            None => Ok(PageOutOutcome::default()),
+        }
+    }
+
+    /// [`Supervisor::pause`] up to the freeze; returns the page-out to run
+    /// without the lock, if one is due.
+    pub fn pause_begin(
+        &mut self,
+        name: &str,
+        page_out: bool,
+        deep: bool,
+        now: Instant,
+    ) -> Result<Option<PageOutJob>> {
+        let cfg = self.cfg.clone();
         let keep = (!deep).then_some(self.cfg.resident_ws_fraction);
         let a = self
             .agents
             .get_mut(name)
             .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        if page_out {
+            // Every page paged out needs a swap slot, whether zswap keeps it
+            // or the swap file: without room the page-out would silently
+            // leave the agent frozen in RAM.
+            let mem = procfs::meminfo()?;
+            let resident = a
+                .rec
+                .cgroup
+                .memory()
+                .map(|m| m.usage.saturating_sub(m.swap_cache))
+                .unwrap_or_else(|_| {
+                    a.procs()
+                        .into_iter()
+                        .filter_map(procfs::mem_counters)
+                        .map(|u| u.rss_bytes)
+                        .sum()
+                });
+            if mem.swap_free < resident {
+                return Err(Error::NoRoom {
+                    agent: name.into(),
+                    need: resident,
+                    free: mem.swap_free,
+                });
+            }
+        }
         if a.resumed.is_some() {
             // Learn from the last resume before its pages go out again.
             a.finish_resume(false)?;
@@ -737,65 +1067,154 @@ impl Supervisor {
         a.rec.cgroup.freeze()?;
         a.state = AgentState::Paused;
         a.learned.paused = true;
-        let result = if page_out {
+        let job = if page_out && !a.busy {
             a.reclaimed_at = Some(now);
-            a.page_out(true, cold, keep)
+            Some(plan(name, a, JobKind::Pause, &cfg, keep, Duration::ZERO)?)
         } else {
-            Ok(0)
+            a.refresh_figures(now, false);
+            self.log.push(format!(
+                "{name}: paused{}",
+                if page_out {
+                    " (a page-out of it is already running)"
+                } else {
+                    ", not paged out"
+                }
+            ));
+            None
         };
-        // Saved even on error: the agent is frozen and must stay known as paused.
+        // Saved now: the agent is frozen and must stay known as paused.
         self.save(name);
-        let bytes = result?;
-        self.log
-            .push(format!("{name}: paused, paged out {} MiB", bytes >> 20));
-        Ok(bytes)
+        Ok(job)
+    }
+
+    /// Installs what a page-out run without the lock did. Its findings
+    /// (what is in swap now) are kept whatever happened meanwhile; the
+    /// agent's state changes only if it was not resumed or signalled since
+    /// the page-out was planned.
+    pub fn finish(&mut self, f: FinishedJob, now: Instant) -> Result<PageOutOutcome> {
+        let FinishedJob { job, result } = f;
+        let name = job.name.as_str();
+        let Some(a) = self.agents.get_mut(name) else {
+            return result;
+        };
+        a.busy = false;
+        let o = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.log.push(format!("{name}: page-out: {e}"));
+                self.save(name);
+                return Err(e);
+            }
+        };
+        a.learned.ws_resident = job.agent.learned.ws_resident;
+        a.learned.swapped = job.agent.learned.swapped;
+        let current = a.generation == job.generation;
+        if current && job.kind == JobKind::Idle {
+            a.state = AgentState::Reclaimed;
+            a.reclaimed_at = Some(now);
+            a.last_sample = now;
+            a.last_repage = now;
+        }
+        a.refresh_figures(now, true);
+        let what = match job.kind {
+            JobKind::Idle => format!("idle {:.0} s, paged out", job.idle_for.as_secs_f64()),
+            JobKind::Repage => "new memory paged out".into(),
+            JobKind::Pause => "paused, paged out".into(),
+            JobKind::Deep => "deep sleep, working set paged out".into(),
+        };
+        self.log.push(format!(
+            "{name}: {what}: {}{}",
+            describe(&o),
+            if current { "" } else { " (resumed meanwhile)" }
+        ));
+        self.save(name);
+        Ok(o)
     }
 
     /// Resumes an agent: thaws it and prefetches per `prefetch`; returns the
     /// time taken in ms once that prefetch is done.
     pub fn resume(&mut self, name: &str, prefetch: Prefetch, now: Instant) -> Result<f64> {
+        let job = self.resume_begin(name, prefetch, now)?;
+        let done = job.run();
+        self.resume_finish(done, now)
+    }
+
+    /// [`Supervisor::resume`] up to the thaw; returns the prefetch to run
+    /// without the lock ([`PrefetchJob::run`]), then [`Supervisor::resume_finish`].
+    pub fn resume_begin(
+        &mut self,
+        name: &str,
+        prefetch: Prefetch,
+        now: Instant,
+    ) -> Result<PrefetchJob> {
         let t0 = Instant::now();
         let a = self
             .agents
             .get_mut(name)
             .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        a.generation += 1;
         let was_paused = a.state == AgentState::Paused;
         if was_paused || a.rec.cgroup.is_frozen() {
             a.rec.cgroup.thaw()?;
         }
-        match prefetch {
-            Prefetch::None => {}
-            Prefetch::WorkingSet => {
-                let ws = a.working_set();
-                a.prefetch(&ws)?;
-            }
-            Prefetch::All => {
-                let all = a.learned.swapped.clone();
-                a.prefetch(&all)?;
-                a.prefetch_others();
-            }
-        }
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (set, others) = match prefetch {
+            Prefetch::None => (PageSet::default(), false),
+            Prefetch::WorkingSet => (a.working_set(), false),
+            Prefetch::All => (a.learned.swapped.clone(), true),
+        };
         if !a.learned.swapped.is_empty() {
             a.resumed = Some((now, prefetch != Prefetch::None));
         }
         a.state = AgentState::Active;
         a.learned.paused = false;
         a.last_active = now;
-        a.last_resume_ms = Some(ms);
+        Ok(PrefetchJob {
+            name: name.into(),
+            agent: a.detached()?,
+            set,
+            others,
+            prefetch,
+            t0,
+            result: Ok(()),
+        })
+    }
+
+    /// Records a resume whose prefetch ran; returns its time in ms.
+    pub fn resume_finish(&mut self, job: PrefetchJob, now: Instant) -> Result<f64> {
+        job.result?;
+        let ms = job.t0.elapsed().as_secs_f64() * 1e3;
+        let name = job.name.as_str();
+        if let Some(a) = self.agents.get_mut(name) {
+            a.last_resume_ms = Some(ms);
+            // Figures only after the answer's time was taken; PSS in a tick.
+            a.refresh_figures(now, false);
+        }
         self.save(name);
         self.log.push(format!(
-            "{name}: resumed in {ms:.1} ms (prefetch {prefetch:?})"
+            "{name}: resumed in {ms:.1} ms (prefetch {:?})",
+            job.prefetch
         ));
         Ok(ms)
     }
 
-    /// The status of every agent and the totals.
+    /// The status of every agent and the totals, from the figures of the
+    /// last ticks (see [`Config::figures_max_age`]): no /proc or cgroup file
+    /// is read per agent, so `ps` costs the same at 200 agents as at 2.
     pub fn status(&self, now: Instant) -> Status {
         let mem: MemInfo = procfs::meminfo().unwrap_or_default();
         let mut st = Status::default();
         for a in self.agents.values() {
-            let u = a.usage();
+            let f = &a.figures;
+            let u = f.usage;
+            let v2 = matches!(a.rec.cgroup.layout(), CgroupLayout::V2 { .. });
+            // v2 charges the pool to the cgroup and says how much; v1 does not.
+            let zswap = if v2 {
+                f.cgroup.zswap
+            } else {
+                pool_share(u.swap_bytes, &mem)
+            };
+            let age =
+                |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
             st.agents.push(AgentStatus {
                 name: a.rec.name.clone(),
                 pid: a.rec.pid,
@@ -804,6 +1223,12 @@ impl Supervisor {
                 pss_bytes: u.pss_bytes,
                 swap_bytes: u.swap_bytes,
                 ksm_merged_pages: u.ksm_merged_pages,
+                ram_bytes: u.pss_bytes + f.cgroup.swap_cache + zswap,
+                swap_cache_bytes: f.cgroup.swap_cache,
+                zswap_bytes: zswap,
+                disk_bytes: disk_share(u.swap_bytes, &mem),
+                figures_age_s: age(f.at),
+                pss_age_s: age(f.pss_at),
                 idle_s: now.saturating_duration_since(a.last_active).as_secs_f64(),
                 last_resume_ms: a.last_resume_ms,
                 said: a.activity.said().map(|s| s.state.name().to_string()),
@@ -852,16 +1277,115 @@ impl Supervisor {
         }
     }
 
+    /// Refreshes the memory figures of the agents whose figures are older
+    /// than [`Config::figures_max_age`] (PSS: four times that), at most a
+    /// tenth of the agents (and at least one) per tick, oldest first, so the
+    /// cost is spread over ticks.
+    fn refresh_stale_figures(&mut self, now: Instant) {
+        let max_age = self.cfg.figures_max_age;
+        let per_tick = self.agents.len().div_ceil(10).max(1);
+        let mut stale: Vec<(Option<Instant>, String)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                a.figures
+                    .at
+                    .is_none_or(|t| now.duration_since(t) >= max_age)
+            })
+            .map(|(n, a)| (a.figures.at, n.clone()))
+            .collect();
+        stale.sort();
+        for (_, name) in stale.into_iter().take(per_tick) {
+            if let Some(a) = self.agents.get_mut(&name) {
+                let pss = a
+                    .figures
+                    .pss_at
+                    .is_none_or(|t| now.duration_since(t) >= max_age * 4);
+                a.refresh_figures(now, pss);
+            }
+        }
+    }
+
     /// Names of the supervised agents.
     pub fn names(&self) -> Vec<String> {
         self.agents.keys().cloned().collect()
     }
 
-    /// Thaws every paused agent (used when the supervisor is told to release them).
-    pub fn thaw_all(&mut self) {
-        for a in self.agents.values_mut() {
-            let _ = a.rec.cgroup.thaw();
+    /// Thaws every paused agent and records it as no longer paused (when
+    /// the supervisor stops without `--keep-frozen`: nobody would be left to
+    /// resume them). Returns the names thawed.
+    pub fn thaw_all(&mut self) -> Vec<String> {
+        let mut thawed = Vec::new();
+        for (name, a) in self.agents.iter_mut() {
+            if a.state == AgentState::Paused || a.rec.cgroup.is_frozen() {
+                match a.rec.cgroup.thaw() {
+                    Ok(()) => thawed.push(name.clone()),
+                    Err(e) => self.log.push(format!("{name}: could not thaw: {e}")),
+                }
+                a.state = AgentState::Active;
+                a.learned.paused = false;
+            }
         }
+        for name in &thawed {
+            self.save(name);
+        }
+        thawed
+    }
+
+    /// Signals every process of agent `name` (its whole cgroup, detached
+    /// daemons included) with `sig`, then thaws it so a paused agent can act
+    /// on the signal. Returns how many processes were signalled.
+    pub fn signal(&mut self, name: &str, sig: rustix::process::Signal) -> Result<usize> {
+        let a = self
+            .agents
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        a.generation += 1;
+        // Signal first: a process thawed before it is signalled could run on.
+        let n = a.signal_all(sig)?;
+        if a.state == AgentState::Paused || a.rec.cgroup.is_frozen() {
+            a.rec.cgroup.thaw()?;
+        }
+        a.state = AgentState::Active;
+        a.learned.paused = false;
+        self.log.push(format!(
+            "{name}: signal {} sent to {n} processes",
+            sig.as_raw()
+        ));
+        self.save(name);
+        Ok(n)
+    }
+
+    /// The uid agent `name`'s main process runs as (the owner of
+    /// /proc/PID), or `None` for an unknown agent.
+    pub fn owner_uid(&self, name: &str) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let a = self.agents.get(name)?;
+        std::fs::metadata(format!("/proc/{}", a.rec.pid))
+            .ok()
+            .map(|m| m.uid())
+    }
+
+    /// True when every process of agent `name` has exited (or no such agent).
+    pub fn has_exited(&self, name: &str) -> bool {
+        self.agents
+            .get(name)
+            .is_none_or(|a| !a.rec.alive() && a.rec.cgroup.procs().is_empty())
+    }
+
+    /// Forgets agent `name` if all its processes have exited, removing its
+    /// record and cgroup. Returns whether it did.
+    pub fn reap(&mut self, name: &str) -> bool {
+        if !self.has_exited(name) {
+            return false;
+        }
+        if let Some(a) = self.agents.remove(name) {
+            a.rec.cgroup.remove();
+            self.release_hooks(name);
+            self.dir.forget(name);
+            self.log.push(format!("{name}: exited"));
+        }
+        true
     }
 }
 
@@ -876,11 +1400,15 @@ pub fn totals(st: &mut Status, mem: &MemInfo) {
         psi_some_avg10: procfs::memory_pressure_some_avg10(),
         ..Totals::default()
     };
+    t.swap_cached_bytes = mem.swap_cached;
     for a in &st.agents {
         t.rss_bytes += a.rss_bytes;
         t.pss_bytes += a.pss_bytes;
         t.swap_bytes += a.swap_bytes;
         t.ksm_merged_pages += a.ksm_merged_pages;
+        t.ram_bytes += a.ram_bytes;
+        t.swap_cache_bytes += a.swap_cache_bytes;
+        t.disk_bytes += a.disk_bytes;
     }
     t.effective_bytes = t.pss_bytes + pool_share(t.swap_bytes, mem);
     st.totals = t;
@@ -894,6 +1422,51 @@ pub fn pool_share(swap_bytes: u64, mem: &MemInfo) -> u64 {
         return 0;
     }
     (mem.zswap_pool as u128 * swap_bytes.min(used) as u128 / used as u128) as u64
+}
+
+/// Plans a page-out of `a` (marking it busy until [`Supervisor::finish`]).
+fn plan(
+    name: &str,
+    a: &mut Supervised,
+    kind: JobKind,
+    cfg: &Config,
+    keep_ws: Option<f64>,
+    idle_for: Duration,
+) -> Result<PageOutJob> {
+    let agent = a.detached()?;
+    a.busy = true;
+    Ok(PageOutJob {
+        name: name.into(),
+        kind,
+        agent,
+        generation: a.generation,
+        cold_bypass: cfg.cold_to_swap_file,
+        keep_ws,
+        drop_cache: cfg.drop_swap_cache,
+        all: kind == JobKind::Pause,
+        idle_for,
+    })
+}
+
+/// The part of `swap_bytes` of swap that is on disk (in the swap file, not
+/// in zswap), in proportion to all swap in use.
+pub fn disk_share(swap_bytes: u64, mem: &MemInfo) -> u64 {
+    let used = mem.swap_total.saturating_sub(mem.swap_free);
+    if used == 0 {
+        return 0;
+    }
+    let on_disk = used.saturating_sub(mem.zswapped);
+    (on_disk as u128 * swap_bytes.min(used) as u128 / used as u128) as u64
+}
+
+/// A page-out in a log line: what left RAM, and what was advised.
+pub fn describe(o: &PageOutOutcome) -> String {
+    format!(
+        "{} MiB left RAM ({} MiB of address space advised, {} MiB swap cache left)",
+        o.freed_bytes >> 20,
+        o.advised_bytes >> 20,
+        o.swap_cache_bytes >> 20
+    )
 }
 
 #[cfg(test)]
@@ -912,5 +1485,19 @@ mod tests {
         assert_eq!(pool_share(400, &mem), 100);
         assert_eq!(pool_share(10_000, &mem), 100, "never more than the pool");
         assert_eq!(pool_share(5, &MemInfo::default()), 0, "no swap, no share");
+    }
+
+    #[test]
+    fn disk_is_swap_in_use_minus_what_zswap_holds() {
+        let mem = MemInfo {
+            swap_total: 1000,
+            swap_free: 600,
+            zswapped: 100,
+            ..MemInfo::default()
+        };
+        // 300 of the 400 in use are on disk.
+        assert_eq!(disk_share(400, &mem), 300);
+        assert_eq!(disk_share(200, &mem), 150);
+        assert_eq!(disk_share(5, &MemInfo::default()), 0);
     }
 }

@@ -47,6 +47,30 @@ impl Pidfd {
     pub fn pid(&self) -> i32 {
         self.pid
     }
+
+    /// A second handle on the same process (`dup`).
+    pub fn try_clone(&self) -> Result<Pidfd> {
+        Ok(Pidfd {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::sys(format!("dup(pidfd of {})", self.pid), e))?,
+            pid: self.pid,
+        })
+    }
+}
+
+/// Sends `sig` to the process behind `pidfd` (`pidfd_send_signal`: never
+/// to a later process that reused its pid). `Ok(false)` when it has exited.
+pub fn send_signal(pidfd: &Pidfd, sig: rustix::process::Signal) -> Result<bool> {
+    match rustix::process::pidfd_send_signal(&pidfd.fd, sig) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(Error::sys(
+            format!("pidfd_send_signal(pid {}, {sig:?})", pidfd.pid),
+            e.into(),
+        )),
+    }
 }
 
 /// What `process_madvise` should do with a set of ranges.

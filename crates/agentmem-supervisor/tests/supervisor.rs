@@ -43,6 +43,31 @@ impl Drop for ProfileGuard {
     }
 }
 
+/// Writes a sysfs setting and writes the old value back when dropped.
+struct SettingGuard {
+    path: PathBuf,
+    old: String,
+}
+
+impl SettingGuard {
+    fn set(path: &Path, value: &str) -> SettingGuard {
+        let old = setup::read_setting(path).unwrap();
+        std::fs::write(path, value).unwrap();
+        SettingGuard {
+            path: path.into(),
+            old,
+        }
+    }
+}
+
+impl Drop for SettingGuard {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(&self.path, &self.old) {
+            eprintln!("could not restore {}: {e}", self.path.display());
+        }
+    }
+}
+
 /// Applies the agent profile with a small swap file in `dir`, or says why not.
 fn apply_profile(dir: &Path, swap_mb: u64) -> Result<ProfileGuard, String> {
     if !sys::is_root() {
@@ -486,4 +511,261 @@ fn adopt_moves_a_running_process_into_its_own_cgroup() {
     assert!(!rec.ksm, "sleep did not ask for KSM merging");
     assert!(twice, "a live agent's name cannot be taken twice");
     assert!(bad, "pid 1 is never adopted");
+}
+
+/// Starts a small test agent under `state` as `name`; returns it and its cgroup.
+fn start_small_agent(state: &StateDir, dir: &Path, name: &str) -> (Child, AgentCgroup) {
+    let opts = AgentOptions {
+        name: name.into(),
+        tenant: None,
+        importance: 0,
+    };
+    let sock = dir.join(format!("{name}.sock"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentmem-test-agent"));
+    cmd.args(["--socket", sock.to_str().unwrap(), "--heap-mb", "8"])
+        .stdout(Stdio::piped());
+    let (cg, ksm) = agent::prepare_run(state, &opts, &mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    agent::register(state, &opts, child.id() as i32, cg.clone(), ksm).unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    (child, cg)
+}
+
+#[test]
+fn paused_agents_can_be_ended_and_leave_no_cgroup_or_state_behind() {
+    let _l = system_lock();
+    if !sys::is_root() {
+        return skip("needs root");
+    }
+    if CgroupLayout::detect().is_err() {
+        return skip("no usable cgroup hierarchy with memory and freezer");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    let tag = std::process::id();
+    let (a, b) = (format!("k{tag}-a"), format!("k{tag}-b"));
+    let mut agents = Agents {
+        children: vec![
+            start_small_agent(&state, dir.path(), &a),
+            start_small_agent(&state, dir.path(), &b),
+        ],
+    };
+    let daemon = Daemon::start(
+        Supervisor::new(Config::default(), state.clone()).unwrap(),
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    for name in [&a, &b] {
+        let pause = Request::Pause {
+            name: name.clone(),
+            page_out: false,
+            deep: false,
+        };
+        daemon::request(&state, &pause).unwrap();
+    }
+    assert!(agents.children[0].1.is_frozen() && agents.children[1].1.is_frozen());
+
+    // `kill`: signalled while frozen, thawed, gone, its cgroup removed.
+    let r = daemon::request(
+        &state,
+        &Request::Kill {
+            name: a.clone(),
+            signal: "TERM".into(),
+            grace_ms: 5000,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.signalled, Some(1));
+    // Answered once it exited (a zombie of ours, out of its cgroup).
+    let exit = agents.children[0].0.try_wait().unwrap();
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "the agent ended by signal: {exit:?}"
+    );
+    assert!(
+        agents.children[0].1.dirs().iter().all(|d| !d.exists()),
+        "the killed agent's cgroup is removed"
+    );
+
+    // A SIGKILL from outside to a frozen agent: pending until thawed; the
+    // supervisor sees it pending, thaws it, and forgets it once gone.
+    let pid_b = agents.children[1].0.id() as i32;
+    // SAFETY: kill(2) with a pid we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid_b, libc::SIGKILL) }, 0);
+    wait_for("the frozen agent to exit", Duration::from_secs(10), || {
+        let _ = agents.children[1].0.try_wait();
+        daemon::request(&state, &Request::Status)
+            .unwrap()
+            .status
+            .unwrap()
+            .agents
+            .is_empty()
+    });
+    assert!(
+        agents.children[1].1.dirs().iter().all(|d| !d.exists()),
+        "the exited agent's cgroup is removed"
+    );
+    drop(daemon);
+    assert!(
+        state.remove_if_unused(),
+        "nothing is left in the state directory"
+    );
+    assert!(!state.root().exists());
+    agents.children.clear();
+}
+
+#[test]
+fn a_page_out_to_the_swap_file_leaves_no_swap_cache() {
+    let _l = system_lock();
+    if CgroupLayout::detect().is_err() {
+        return skip("no usable cgroup hierarchy with memory and freezer");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _profile = match apply_profile(dir.path(), 256) {
+        Ok(g) => g,
+        Err(why) => return skip(&why),
+    };
+    // Every page to the swap file, the path that leaves swap cache behind
+    // (zswap stores synchronously and leaves none). The profile records only
+    // what it changed, so this setting gets its own guard.
+    let _zswap = SettingGuard::set(Path::new("/sys/module/zswap/parameters/enabled"), "N");
+    let state = StateDir::new(dir.path().join("state"));
+    let name = format!("sc{}", std::process::id());
+    let opts = AgentOptions {
+        name: name.clone(),
+        tenant: None,
+        importance: 0,
+    };
+    let sock = dir.path().join("a.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentmem-test-agent"));
+    cmd.args(["--socket", sock.to_str().unwrap(), "--heap-mb", "48"])
+        .stdout(Stdio::piped());
+    let (cg, ksm) = agent::prepare_run(&state, &opts, &mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    agent::register(&state, &opts, child.id() as i32, cg.clone(), ksm).unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let agents = Agents {
+        children: vec![(child, cg.clone())],
+    };
+    let before = cg.memory().unwrap();
+    let mut sup = Supervisor::new(Config::default(), state.clone()).unwrap();
+    let o = sup.pause(&name, true, true, Instant::now()).unwrap();
+    let after = cg.memory().unwrap();
+    assert!(
+        after.swap_cache * 10 <= before.usage,
+        "swap cache left after a page-out: {} of the {} the cgroup held",
+        after.swap_cache,
+        before.usage
+    );
+    assert!(
+        o.freed_bytes * 10 >= before.usage * 7,
+        "the page-out freed {} of the {} bytes the cgroup held",
+        o.freed_bytes,
+        before.usage
+    );
+    assert!(
+        o.advised_bytes >= o.freed_bytes,
+        "advised address space is reported apart from memory freed: {o:?}"
+    );
+    sup.resume(&name, Prefetch::None, Instant::now()).unwrap();
+    drop(sup);
+    agents.children[0].1.thaw().unwrap();
+}
+
+/// Sends `lines` to the socket at `sock` as user `uid` (through python3, so
+/// the kernel's peer credentials are really that user's); returns the answers.
+fn ask_as(uid: u32, sock: &Path, lines: &[&str]) -> Option<Vec<String>> {
+    use std::os::unix::process::CommandExt;
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+for l in sys.argv[2:]:
+    f.write(l + "\n"); f.flush(); print(f.readline().strip())
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(sock)
+        .args(lines)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "python3 as uid {uid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+#[test]
+fn the_control_socket_lets_anyone_read_and_only_owners_act() {
+    use std::os::unix::fs::PermissionsExt;
+    let _l = system_lock();
+    if !sys::is_root() {
+        return skip("needs root (to connect as another user)");
+    }
+    if CgroupLayout::detect().is_err() {
+        return skip("no usable cgroup hierarchy with memory and freezer");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    let name = format!("p{}", std::process::id());
+    let _agents = Agents {
+        children: vec![start_small_agent(&state, dir.path(), &name)],
+    };
+    let daemon = Daemon::start(
+        Supervisor::new(Config::default(), state.clone()).unwrap(),
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    let sock = state.socket();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "the socket's mode is explicit, not the umask's"
+    );
+    let pause = format!(r#"{{"op":"pause","name":"{name}","page_out":false}}"#);
+    let Some(answers) = ask_as(65534, &sock, &[r#"{"op":"status"}"#, &pause]) else {
+        return skip("python3 is not available");
+    };
+    assert!(
+        answers[0].starts_with(r#"{"ok":true"#) && answers[0].contains(&name),
+        "another user may read the status: {}",
+        answers[0]
+    );
+    assert!(
+        answers[1].contains(r#""ok":false"#) && answers[1].contains("another user"),
+        "another user may not pause root's agent: {}",
+        answers[1]
+    );
+    assert!(!_agents.children[0].1.is_frozen());
+    // Over-long lines are refused and the connection closed.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    let long = format!(
+        r#"{{"op":"status","x":"{}"}}"#,
+        "y".repeat(daemon::MAX_LINE)
+    );
+    let answer = ask(&mut c, &long);
+    assert!(answer.contains("longer than"), "{answer}");
+    // Root may act on it.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    assert!(ask(&mut c, &pause).starts_with(r#"{"ok":true"#));
+    assert!(_agents.children[0].1.is_frozen());
+    drop(daemon);
 }

@@ -1,14 +1,15 @@
 //! The supervisor subcommands: `setup`, `run`, `adopt`, `supervise`,
-//! `pause`, `resume`, `ps` and `top` (see docs/supervisor.md).
+//! `pause`, `resume`, `kill`, `ps` and `top` (see docs/supervisor.md).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentmem_supervisor::agent::{self, AgentOptions, StateDir};
+use agentmem_supervisor::cgroup::{self, CgroupLayout};
 use agentmem_supervisor::daemon::{self, Daemon, Request};
 use agentmem_supervisor::setup::{self, Profile};
 use agentmem_supervisor::supervisor::{Config, Prefetch, Status, Supervisor};
@@ -46,7 +47,8 @@ pub struct SetupArgs {
     /// Restore exactly what `--apply` changed.
     #[arg(long)]
     pub revert: bool,
-    /// zswap compressor (default: the best the kernel offers: zstd, deflate, lz4, lzo-rle, lzo).
+    /// zswap compressor (default: the first the kernel offers of zstd, lz4,
+    /// lzo-rle, lzo, deflate: fastest first, see docs/supervisor.md).
     #[arg(long)]
     pub compressor: Option<String>,
     /// zswap pool limit in percent of RAM.
@@ -70,6 +72,9 @@ pub struct SetupArgs {
     /// Where the record of applied changes is kept.
     #[arg(long, default_value = "/var/lib/agentmem/setup-state.json")]
     pub state_file: PathBuf,
+    /// The supervisor's state directory, removed by `--revert` when no agent is left in it.
+    #[arg(long, env = "AGENTMEM_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 /// `agentmem setup`.
@@ -81,6 +86,23 @@ pub fn setup(a: SetupArgs) -> Result<ExitCode> {
                 "nothing to revert: no profile applied (no {})",
                 a.state_file.display()
             ),
+        }
+        // What agents left behind: empty cgroups and an unused state directory.
+        if let Ok(layout) = CgroupLayout::detect() {
+            for d in cgroup::remove_empty(&layout) {
+                println!("  removed empty cgroup {}", d.display());
+            }
+        }
+        let dir = StateDir::new(&a.state_dir);
+        if dir.root().exists() {
+            if dir.remove_if_unused() {
+                println!("  removed {}", a.state_dir.display());
+            } else {
+                println!(
+                    "  kept {}: agents are still recorded there or a supervisor runs",
+                    a.state_dir.display()
+                );
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -280,6 +302,15 @@ pub struct SuperviseArgs {
     /// working set bypass zswap and go straight to the swap file).
     #[arg(long)]
     pub cold_in_zswap: bool,
+    /// On stop, leave paused agents frozen (to be re-adopted by the next
+    /// `supervise`); by default they are thawed, so none stays frozen with
+    /// nobody to resume it.
+    #[arg(long)]
+    pub keep_frozen: bool,
+    /// Leave the swap cache a page-out to the swap file leaves behind (for
+    /// measurements: the pages then stay in RAM until memory runs short).
+    #[arg(long)]
+    pub keep_swap_cache: bool,
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration> {
@@ -300,6 +331,7 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         cold_to_swap_file: !a.cold_in_zswap,
         io_active_bytes: a.io_active_bytes,
         learned_idle: a.io_active_bytes == 0,
+        drop_swap_cache: !a.keep_swap_cache,
         ..Config::default()
     };
     let sup = Supervisor::new(cfg, a.state.dir())?;
@@ -316,31 +348,34 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         }
     );
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        signal_flag(sig, Arc::clone(&stop));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .with_context(|| format!("installing a handler for signal {sig}"))?;
     }
+    let sup = daemon.supervisor();
     daemon.wait(&stop);
-    eprintln!("agentmem supervise: stopping (agents keep running and are re-adopted on restart)");
+    if a.keep_frozen {
+        eprintln!("agentmem supervise: stopping; paused agents stay frozen (--keep-frozen) and are re-adopted on restart");
+    } else {
+        let thawed = sup.lock().unwrap_or_else(|p| p.into_inner()).thaw_all();
+        eprintln!(
+            "agentmem supervise: stopping; {} paused agents thawed{}; agents keep running and are re-adopted on restart",
+            thawed.len(),
+            if thawed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", thawed.join(", "))
+            }
+        );
+    }
+    drop(sup);
+    if a.state.dir().remove_if_unused() {
+        eprintln!(
+            "agentmem supervise: no agent left: removed {}",
+            a.state.state_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if let Some(f) = STOP.get() {
-        f.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Sets `flag` when `sig` arrives (hand-written: one atomic store is all a
-/// handler may do, and it saves a dependency for two signals).
-fn signal_flag(sig: libc::c_int, flag: Arc<AtomicBool>) {
-    let _ = STOP.set(flag);
-    // SAFETY: `on_signal` only performs an atomic store on a value that lives
-    // for the whole program (a `OnceLock` static), which is async-signal-safe.
-    unsafe {
-        libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-    }
 }
 
 /// `agentmem pause`.
@@ -370,7 +405,7 @@ pub fn pause(a: PauseArgs) -> Result<ExitCode> {
         },
     )?;
     println!(
-        "{}: paused, {} paged out",
+        "{}: paused, {} left RAM",
         a.name,
         human_bytes(r.paged_out_bytes.unwrap_or(0))
     );
@@ -381,7 +416,11 @@ pub fn pause(a: PauseArgs) -> Result<ExitCode> {
 #[derive(Debug, ClapArgs)]
 pub struct ResumeArgs {
     /// The agent.
-    pub name: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Resume every paused agent.
+    #[arg(long)]
+    pub all: bool,
     /// What to prefetch before returning: `working-set` (its learned recent
     /// working set; the rest follows in the background), `all`, or `none`.
     #[arg(long, default_value = "working-set", value_parser = parse_prefetch)]
@@ -401,17 +440,79 @@ fn parse_prefetch(s: &str) -> Result<Prefetch, String> {
 
 /// `agentmem resume`: thaw and prefetch; returns when the prefetch is done.
 pub fn resume(a: ResumeArgs) -> Result<ExitCode> {
+    let dir = a.state.dir();
+    let names = match &a.name {
+        Some(n) => vec![n.clone()],
+        None => status(&dir)?
+            .agents
+            .into_iter()
+            .filter(|x| x.state == "paused")
+            .map(|x| x.name)
+            .collect(),
+    };
+    if a.all && names.is_empty() {
+        println!("no paused agent");
+    }
+    let mut failed = 0;
+    for name in names {
+        let req = Request::Resume {
+            name: name.clone(),
+            prefetch: a.prefetch,
+        };
+        match daemon::request(&dir, &req) {
+            Ok(r) => println!("{name}: resumed in {:.1} ms", r.resume_ms.unwrap_or(0.0)),
+            // One agent that cannot be resumed does not stop the others.
+            Err(e) if a.all => {
+                eprintln!("{name}: {e}");
+                failed += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} agents could not be resumed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agentmem kill`.
+#[derive(Debug, ClapArgs)]
+pub struct KillArgs {
+    /// The agent.
+    pub name: String,
+    /// The signal sent first: TERM, HUP, INT, QUIT or KILL.
+    #[arg(long, short = 's', default_value = "TERM")]
+    pub signal: String,
+    /// Seconds to wait for the agent to exit before SIGKILL.
+    #[arg(long, default_value_t = 5.0)]
+    pub grace: f64,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `agentmem kill`: signal every process of the agent's cgroup (detached
+/// daemons included), thawing it if paused; SIGKILL after the grace period.
+/// Returns once they have all exited.
+pub fn kill(a: KillArgs) -> Result<ExitCode> {
+    daemon::parse_signal(&a.signal)?;
+    let grace = secs(a.grace, "--grace")?;
     let r = daemon::request(
         &a.state.dir(),
-        &Request::Resume {
+        &Request::Kill {
             name: a.name.clone(),
-            prefetch: a.prefetch,
+            signal: a.signal.clone(),
+            grace_ms: grace.as_millis() as u64,
         },
     )?;
     println!(
-        "{}: resumed in {:.1} ms",
+        "{}: ended ({} processes signalled{})",
         a.name,
-        r.resume_ms.unwrap_or(0.0)
+        r.signalled.unwrap_or(0),
+        if r.sigkill == Some(true) {
+            ", SIGKILL after the grace period"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -419,7 +520,7 @@ pub fn resume(a: ResumeArgs) -> Result<ExitCode> {
 /// `agentmem ps`.
 #[derive(Debug, ClapArgs)]
 pub struct PsArgs {
-    /// Print JSON: `{agents: [{name, pid, state, rss_bytes, pss_bytes, swap_bytes, ksm_merged_pages, idle_s, last_resume_ms}], totals}`.
+    /// Print JSON: `{agents: [{name, pid, state, rss_bytes, pss_bytes, swap_bytes, ksm_merged_pages, ram_bytes, swap_cache_bytes, zswap_bytes, disk_bytes, figures_age_s, pss_age_s, idle_s, last_resume_ms}], totals}`.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -433,15 +534,12 @@ fn status(dir: &StateDir) -> Result<Status> {
 }
 
 fn sorted_by_memory(mut st: Status) -> Status {
-    st.agents.sort_by(|a, b| {
-        (b.pss_bytes + b.swap_bytes)
-            .cmp(&(a.pss_bytes + a.swap_bytes))
-            .then(a.name.cmp(&b.name))
-    });
+    st.agents
+        .sort_by(|a, b| b.ram_bytes.cmp(&a.ram_bytes).then(a.name.cmp(&b.name)));
     st
 }
 
-fn table(st: &Status) -> Vec<[String; 9]> {
+fn table(st: &Status) -> Vec<[String; 12]> {
     st.agents
         .iter()
         .map(|a| {
@@ -449,9 +547,12 @@ fn table(st: &Status) -> Vec<[String; 9]> {
                 a.name.clone(),
                 a.pid.to_string(),
                 a.state.clone(),
+                human_bytes(a.ram_bytes),
+                human_bytes(a.swap_cache_bytes),
                 human_bytes(a.rss_bytes),
                 human_bytes(a.pss_bytes),
                 human_bytes(a.swap_bytes),
+                human_bytes(a.disk_bytes),
                 a.ksm_merged_pages.to_string(),
                 format!("{:.0}", a.idle_s),
                 a.last_resume_ms
@@ -462,13 +563,16 @@ fn table(st: &Status) -> Vec<[String; 9]> {
         .collect()
 }
 
-const HEADER: [&str; 9] = [
+const HEADER: [&str; 12] = [
     "NAME",
     "PID",
     "STATE",
+    "RAM",
+    "SWAPCACHE",
     "RSS",
     "PSS",
     "SWAP",
+    "DISK",
     "KSM",
     "IDLE_S",
     "RESUME_MS",
@@ -477,13 +581,16 @@ const HEADER: [&str; 9] = [
 fn totals_line(st: &Status) -> String {
     let t = &st.totals;
     format!(
-        "{} agents: RSS {}, PSS {}, swap {}, KSM {} pages; effective (PSS + zswap share) {}; zswap pool {} holding {}; MemAvailable {}{}",
+        "{} agents: RAM held {} (swap cache {}), RSS {}, PSS {}, swap {} ({} on disk), KSM {} pages; machine: SwapCached {}, zswap pool {} holding {}; MemAvailable {}{}",
         t.agents,
+        human_bytes(t.ram_bytes),
+        human_bytes(t.swap_cache_bytes),
         human_bytes(t.rss_bytes),
         human_bytes(t.pss_bytes),
         human_bytes(t.swap_bytes),
+        human_bytes(t.disk_bytes),
         t.ksm_merged_pages,
-        human_bytes(t.effective_bytes),
+        human_bytes(t.swap_cached_bytes),
         human_bytes(t.zswap_pool_bytes),
         human_bytes(t.zswapped_bytes),
         human_bytes(t.mem_available_bytes),
@@ -568,7 +675,7 @@ pub fn top(a: TopArgs) -> Result<ExitCode> {
                     head,
                 );
                 let rows = table(&st).into_iter().map(Row::new);
-                let widths = [12, 8, 10, 10, 10, 10, 8, 8, 10].map(Constraint::Length);
+                let widths = [12, 8, 10, 10, 10, 10, 10, 10, 10, 8, 8, 10].map(Constraint::Length);
                 f.render_widget(
                     Table::new(rows, widths)
                         .header(
@@ -577,7 +684,7 @@ pub fn top(a: TopArgs) -> Result<ExitCode> {
                         .block(
                             Block::default()
                                 .borders(Borders::ALL)
-                                .title("agents by memory (PSS + swap)"),
+                                .title("agents by RAM held (PSS + swap cache + zswap share)"),
                         ),
                     body,
                 );

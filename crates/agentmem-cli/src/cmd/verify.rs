@@ -34,10 +34,33 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     // Read-only: a shared lock, nothing written, so a live store's
     // directory can be checked only when its writer is stopped.
-    let tier = DiskTier::builder()
-        .read_only(true)
-        .open(&args.dir)
-        .with_context(|| format!("opening {} read-only", args.dir.display()))?;
+    let tier = match DiskTier::builder().read_only(true).open(&args.dir) {
+        Ok(t) => t,
+        // Damage that opening refuses (a bad record with whole ones after
+        // it) is a finding, reported like the others.
+        Err(e @ agentmem_core::tier::ColdError::Corrupt { .. }) => {
+            let problem = e.to_string();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "dir": args.dir.display().to_string(),
+                        "ok": false,
+                        "problems": [problem],
+                        "elapsed_s": started.elapsed().as_secs_f64(),
+                    }))?
+                );
+            } else {
+                println!("agentmem verify: {}", args.dir.display());
+                println!("  PROBLEM: {problem}");
+                println!("  FAILED in {:.2} s", started.elapsed().as_secs_f64());
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening {} read-only", args.dir.display()))
+        }
+    };
     let stats = tier.stats();
     let mut report = tier.verify();
     for note in &stats.recovery.notes {

@@ -185,12 +185,28 @@ impl MemStorage {
     /// What a power cut now would leave: a new directory holding only the
     /// synced bytes of each file, unlocked and without faults.
     pub fn power_cut(&self) -> MemStorage {
+        self.copy(true)
+    }
+
+    /// What killing the process now would leave: a new directory holding
+    /// every byte written so far (the page cache survives), unlocked and
+    /// without faults. Taken under the directory's lock, so no file is
+    /// created, renamed or removed meanwhile.
+    pub fn kill(&self) -> MemStorage {
+        self.copy(false)
+    }
+
+    fn copy(&self, synced_only: bool) -> MemStorage {
         let d = self.dir.lock();
         let out = MemStorage::new();
         {
             let mut o = out.dir.lock();
             for (name, f) in &d.files {
-                let bytes = f.durable.lock().clone();
+                let bytes = if synced_only {
+                    f.durable.lock().clone()
+                } else {
+                    f.data.lock().clone()
+                };
                 o.files.insert(
                     name.clone(),
                     Arc::new(MemFile {

@@ -60,7 +60,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
 }
 
 /// Write all of `buf` at `offset`, continuing after short writes.
-pub(crate) fn write_all_at(f: &dyn StorageFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+pub fn write_all_at(f: &dyn StorageFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match f.write_at(buf, offset) {
             Ok(0) => {
@@ -81,11 +81,7 @@ pub(crate) fn write_all_at(f: &dyn StorageFile, mut buf: &[u8], mut offset: u64)
 }
 
 /// Read exactly `buf.len()` bytes at `offset`.
-pub(crate) fn read_exact_at(
-    f: &dyn StorageFile,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> io::Result<()> {
+pub fn read_exact_at(f: &dyn StorageFile, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match f.read_at(buf, offset) {
             Ok(0) => {

@@ -92,12 +92,10 @@ fn read_maybe_zst(path: &Path) -> std::io::Result<String> {
 }
 
 fn rss_bytes() -> u64 {
-    let s = fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    s.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse::<u64>().ok())
+    procfs::process::Process::myself()
+        .and_then(|p| p.statm())
+        .map(|m| m.resident * procfs::page_size())
         .unwrap_or(0)
-        * 4096
 }
 
 /// FNV-1a: a digest that depends on every byte it is given.
