@@ -49,6 +49,10 @@ enum Command {
     Ps(cmd::supervise::PsArgs),
     /// Live view of the supervised agents, sorted by memory.
     Top(cmd::supervise::TopArgs),
+    /// Tell the supervisor what an agent is doing (what the hooks `run` installs call).
+    State(cmd::hooks::StateCmdArgs),
+    /// Remove the state hooks `run` installed in agents' configuration files.
+    Unhook(cmd::hooks::UnhookArgs),
     // --- end agentmem-supervisor subcommands ---
     /// Run agentmemd: serve one store to many agent processes over a Unix
     /// socket (the same program as the `agentmemd` binary).
@@ -74,6 +78,8 @@ fn main() -> std::process::ExitCode {
         Command::Kill(args) => cmd::supervise::kill(args),
         Command::Ps(args) => cmd::supervise::ps(args),
         Command::Top(args) => cmd::supervise::top(args),
+        Command::State(args) => cmd::hooks::state(args),
+        Command::Unhook(args) => cmd::hooks::unhook(args),
         // --- end agentmem-supervisor subcommands ---
         Command::Daemon(args) => agentmem_daemon::run(args)
             .map(|()| std::process::ExitCode::SUCCESS)

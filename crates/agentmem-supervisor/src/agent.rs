@@ -178,6 +178,7 @@ impl StateDir {
             }
         }
         let _ = fs::remove_file(self.socket());
+        crate::hooks::remove_dir_if_unused(self);
         for d in [self.agents(), self.learned()] {
             if let Ok(rd) = fs::read_dir(&d) {
                 for e in rd.flatten() {
@@ -194,10 +195,12 @@ impl StateDir {
         fs::remove_dir(&self.root).is_ok() || !self.root.exists()
     }
 
-    /// Removes an agent's files.
+    /// Removes an agent's files, and the state hooks `agentmem run`
+    /// installed for it (see [`crate::hooks::release`]).
     pub fn forget(&self, name: &str) {
         let _ = fs::remove_file(self.agents().join(format!("{name}.json")));
         let _ = fs::remove_file(self.learned().join(format!("{name}.json")));
+        let _ = crate::hooks::release(self, name);
     }
 }
 

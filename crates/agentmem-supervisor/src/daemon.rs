@@ -52,6 +52,13 @@ pub enum Request {
         /// How much to prefetch before answering.
         prefetch: Prefetch,
     },
+    /// What an agent says about itself (from its hooks: `agentmem state`).
+    State {
+        /// The agent.
+        name: String,
+        /// Its state, in the store's vocabulary.
+        state: agentmem_core::AgentState,
+    },
     /// End an agent: signal every process of its cgroup (detached daemons
     /// included) and thaw it; SIGKILL whatever is left after `grace_ms`.
     /// Answered once they have all exited.
@@ -116,9 +123,10 @@ fn yes() -> bool {
 /// The agent a request acts on, if it changes one.
 fn target(req: &Request) -> Option<&str> {
     match req {
-        Request::Pause { name, .. } | Request::Resume { name, .. } | Request::Kill { name, .. } => {
-            Some(name)
-        }
+        Request::Pause { name, .. }
+        | Request::Resume { name, .. }
+        | Request::Kill { name, .. }
+        | Request::State { name, .. } => Some(name),
         Request::Status | Request::Rescan => None,
     }
 }
@@ -267,6 +275,10 @@ fn handle(sup: &Mutex<Supervisor>, uid: u32, req: Request) -> Response {
                 ..Default::default()
             })
         }
+        Request::State { name, state } => s.say(&name, state, now).map(|()| Response {
+            ok: true,
+            ..Default::default()
+        }),
         Request::Status => {
             s.rescan(now);
             Ok(Response {

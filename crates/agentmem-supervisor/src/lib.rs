@@ -24,6 +24,8 @@ pub mod agent;
 pub mod cgroup;
 pub mod daemon;
 pub mod error;
+pub mod hooks;
+pub mod idle;
 pub mod pageset;
 pub mod procfs;
 pub mod setup;

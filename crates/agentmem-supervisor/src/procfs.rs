@@ -193,3 +193,30 @@ pub fn exists(path: impl AsRef<Path>) -> bool {
 pub fn clock_ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()
 }
+
+/// What the idle detector reads of one process: CPU ticks, whether it has
+/// a controlling terminal (/proc/PID/stat `tty_nr`) and that terminal's
+/// access time (its stdin's), and /proc/PID/io `rchar`, `wchar`, `syscw`.
+/// `None` when the process is gone.
+pub fn activity(pid: i32) -> Option<crate::idle::Counters> {
+    let p = Process::new(pid).ok()?;
+    let st = p.stat().ok()?;
+    let io = p.io().ok()?;
+    let tty = st.tty_nr != 0;
+    // The terminal's atime: stat of the process's stdin (a tty or pty).
+    let atime = || {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        fs::metadata(format!("/proc/{pid}/fd/0"))
+            .ok()
+            .filter(|m| m.file_type().is_char_device())
+            .map_or(0, |m| m.atime())
+    };
+    Some(crate::idle::Counters {
+        cpu_ticks: st.utime + st.stime,
+        io_bytes: io.rchar + io.wchar,
+        tty_wchar: if tty { io.wchar } else { 0 },
+        tty_syscw: if tty { io.syscw } else { 0 },
+        tty_atime: if tty { atime() } else { 0 },
+        tty,
+    })
+}

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentRecord, AgentState, Learned, StateDir};
 use crate::cgroup::{CgroupLayout, CgroupMemory};
 use crate::error::{Error, Result};
+use crate::idle::{self, Activity, IdleConfig};
 use crate::pageset::PageSet;
 use crate::procfs::{self, MemInfo, MemUsage};
 use crate::sys::{self, Advice, Pidfd};
@@ -33,10 +34,17 @@ pub struct Config {
     pub min_threshold: Duration,
     /// Nor above this. Default: 10 min.
     pub max_threshold: Duration,
-    /// CPU above this fraction of one core during a tick counts as activity. Default: 0.02.
+    /// Tell activity from idle noise with what each agent says (hooks) and
+    /// the learned detector of [`crate::idle`]; false: with the two fixed
+    /// thresholds below. Default: true.
+    pub learned_idle: bool,
+    /// The learned detector's tuning.
+    pub idle: IdleConfig,
+    /// Fixed thresholds only (`learned_idle` false): CPU above this fraction
+    /// of one core during a tick counts as activity. Default: 0.02.
     pub cpu_active_fraction: f64,
-    /// More bytes than this read or written (terminal, sockets, pipes, files)
-    /// during a tick count as activity. Default: 0 (any I/O).
+    /// Fixed thresholds only: more bytes than this read or written
+    /// (terminal, sockets, pipes, files) during a tick count as activity. Default: 0.
     pub io_active_bytes: u64,
     /// How often reclaimed agents are checked for refaults. Default: 5 s.
     pub sample_every: Duration,
@@ -79,6 +87,8 @@ impl Default for Config {
             idle_threshold: Duration::from_secs(30),
             min_threshold: Duration::from_secs(5),
             max_threshold: Duration::from_secs(600),
+            learned_idle: true,
+            idle: IdleConfig::default(),
             cpu_active_fraction: 0.02,
             io_active_bytes: 0,
             sample_every: Duration::from_secs(5),
@@ -138,6 +148,9 @@ pub struct AgentStatus {
     pub idle_s: f64,
     /// How long its last resume took (thaw and prefetch), in ms.
     pub last_resume_ms: Option<f64>,
+    /// What it last said about itself through its hooks (`waiting_for_human`, `active`, ...).
+    #[serde(default)]
+    pub said: Option<String>,
 }
 
 /// Totals in `ps`.
@@ -290,8 +303,9 @@ struct Supervised {
     pidfd: Pidfd,
     learned: Learned,
     state: AgentState,
-    last_cpu: u64,
-    last_io: u64,
+    /// Counters at the last tick, and what they say about its activity.
+    last: idle::Counters,
+    activity: Activity,
     last_active: Instant,
     reclaimed_at: Option<Instant>,
     last_sample: Instant,
@@ -393,8 +407,8 @@ impl Supervised {
             pidfd: self.pidfd.try_clone()?,
             learned: self.learned.clone(),
             state: self.state,
-            last_cpu: 0,
-            last_io: 0,
+            last: self.last,
+            activity: Activity::default(),
             last_active: now,
             reclaimed_at: None,
             last_sample: now,
@@ -436,16 +450,20 @@ impl Supervised {
         self.learned.threshold_ms = t.as_millis() as u64;
     }
 
-    /// CPU ticks and I/O bytes of all its processes.
-    fn counters(&self) -> (u64, u64) {
-        let (mut cpu, mut io) = (0, 0);
+    /// Activity counters of all its processes.
+    fn counters(&self) -> idle::Counters {
+        let mut c = idle::Counters::default();
         for p in self.procs() {
-            if let Some(s) = procfs::stat(p) {
-                cpu += s.cpu_ticks;
+            if let Some(x) = procfs::activity(p) {
+                c.cpu_ticks += x.cpu_ticks;
+                c.io_bytes += x.io_bytes;
+                c.tty_wchar += x.tty_wchar;
+                c.tty_syscw += x.tty_syscw;
+                c.tty_atime = c.tty_atime.max(x.tty_atime);
+                c.tty |= x.tty;
             }
-            io += procfs::io_bytes(p).unwrap_or(0);
         }
-        (cpu, io)
+        c
     }
 
     /// Reads its memory figures: cheap counters always, PSS (a page-table
@@ -744,6 +762,7 @@ impl Supervisor {
                     rec.name, rec.pid
                 ));
                 rec.cgroup.remove();
+                self.release_hooks(&rec.name);
                 self.dir.forget(&rec.name);
                 continue;
             }
@@ -767,8 +786,8 @@ impl Supervisor {
                 pidfd,
                 learned,
                 state,
-                last_cpu: 0,
-                last_io: 0,
+                last: idle::Counters::default(),
+                activity: Activity::default(),
                 last_active: now,
                 reclaimed_at: (state != AgentState::Active).then_some(now),
                 last_sample: now,
@@ -780,7 +799,7 @@ impl Supervisor {
                 generation: 0,
                 rec,
             };
-            (a.last_cpu, a.last_io) = a.counters();
+            a.last = a.counters();
             a.refresh_figures(now, false);
             self.log.push(format!(
                 "{}: supervising pid {} ({})",
@@ -852,19 +871,30 @@ impl Supervisor {
         if !a.rec.alive() {
             self.log.push(format!("{name}: exited"));
             a.rec.cgroup.remove();
-            self.dir.forget(name);
             self.agents.remove(name);
+            self.release_hooks(name);
+            self.dir.forget(name);
             return Ok(());
         }
         if a.busy {
             // Its page-out runs outside the lock; the next tick sees the result.
             return Ok(());
         }
-        let (cpu, io) = a.counters();
-        let cpu_s = cpu.saturating_sub(a.last_cpu) as f64 / tps as f64;
-        let active = cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001)
-            || io.saturating_sub(a.last_io) > cfg.io_active_bytes;
-        (a.last_cpu, a.last_io) = (cpu, io);
+        let c = a.counters();
+        let reason = if cfg.learned_idle {
+            let sample = idle::Sample::between(&a.last, &c, dt, tps);
+            // Refaults right after a page-out or a resume are not the agent's habits.
+            let learn =
+                a.resumed.is_none() && matches!(a.state, AgentState::Active | AgentState::Idle);
+            a.activity.observe(&sample, &cfg.idle, now, learn)
+        } else {
+            let cpu_s = c.cpu_ticks.saturating_sub(a.last.cpu_ticks) as f64 / tps as f64;
+            (cpu_s > cfg.cpu_active_fraction * dt.as_secs_f64().max(0.001)
+                || c.io_bytes.saturating_sub(a.last.io_bytes) > cfg.io_active_bytes)
+                .then_some(idle::Reason::Io)
+        };
+        let active = reason.is_some();
+        a.last = c;
         let mut changed = false;
         if a.state == AgentState::Paused || a.state == AgentState::Reclaimed {
             let asleep = a
@@ -913,6 +943,12 @@ impl Supervisor {
                 a.prefetch(&ws)?;
                 a.resumed = Some((now, true));
                 changed = true;
+                if let Some(r) = reason {
+                    self.log.push(format!(
+                        "{name}: woke after {:.0} s reclaimed ({r})",
+                        reclaimed_for.as_secs_f64()
+                    ));
+                }
             }
             a.state = AgentState::Active;
         } else if a.state == AgentState::Active
@@ -930,7 +966,10 @@ impl Supervisor {
         let keep = (!low_memory).then_some(cfg.resident_ws_fraction);
         match a.state {
             AgentState::Idle
-                if a.resumed.is_none() && idle_for >= a.effective_threshold(&cfg, low_memory) =>
+                if a.resumed.is_none()
+                    && idle_for
+                        >= a.activity
+                            .threshold(a.effective_threshold(&cfg, low_memory), &cfg.idle) =>
             {
                 if pressure {
                     self.log.push(format!(
@@ -1192,10 +1231,50 @@ impl Supervisor {
                 pss_age_s: age(f.pss_at),
                 idle_s: now.saturating_duration_since(a.last_active).as_secs_f64(),
                 last_resume_ms: a.last_resume_ms,
+                said: a.activity.said().map(|s| s.state.name().to_string()),
             });
         }
         totals(&mut st, &mem);
         st
+    }
+
+    /// Records what an agent says about itself (from its hooks, through
+    /// `agentmem state`). A working state wakes a reclaimed agent at once:
+    /// its recent working set is prefetched now, not at the next tick.
+    pub fn say(
+        &mut self,
+        name: &str,
+        state: agentmem_core::AgentState,
+        now: Instant,
+    ) -> Result<()> {
+        let a = self
+            .agents
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownAgent(name.into()))?;
+        a.activity.say(state, now);
+        let working = matches!(
+            state,
+            agentmem_core::AgentState::Active
+                | agentmem_core::AgentState::RunningTool
+                | agentmem_core::AgentState::WaitingForModel
+        );
+        if working && a.state == AgentState::Reclaimed {
+            let ws = a.working_set();
+            a.prefetch(&ws)?;
+        }
+        Ok(())
+    }
+
+    fn release_hooks(&mut self, name: &str) {
+        match crate::hooks::release(&self.dir, name) {
+            Ok(Some(f)) => self
+                .log
+                .push(format!("{name}: removed its hooks from {}", f.display())),
+            Ok(None) => {}
+            Err(e) => self
+                .log
+                .push(format!("{name}: could not remove its hooks: {e}")),
+        }
     }
 
     /// Refreshes the memory figures of the agents whose figures are older
@@ -1302,6 +1381,7 @@ impl Supervisor {
         }
         if let Some(a) = self.agents.remove(name) {
             a.rec.cgroup.remove();
+            self.release_hooks(name);
             self.dir.forget(name);
             self.log.push(format!("{name}: exited"));
         }

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod cold;
+/// Agents that say their state: `state`, `unhook` (issue 11).
+pub mod hooks;
 pub mod sim;
 pub mod simulate;
 pub mod stats;

@@ -204,6 +204,10 @@ impl AgentArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// Do not install state hooks in the agent CLI's configuration (Claude
+    /// Code, Gemini CLI, Codex); its idleness is then inferred.
+    #[arg(long)]
+    pub no_hooks: bool,
     /// The agent's command and arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -217,6 +221,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let mut cmd = Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
     let (cg, ksm) = agent::prepare_run(&dir, &opts, &mut cmd)?;
+    if a.no_hooks {
+        cmd.env(agentmem_supervisor::hooks::ENV_AGENT, &opts.name);
+    } else {
+        super::hooks::prepare_run(&dir, &opts.name, &a.command, &mut cmd);
+    }
     if !ksm {
         eprintln!(
             "agentmem run: this kernel has no KSM; {} runs without merging",
@@ -227,6 +236,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     agent::register(&dir, &opts, std::process::id() as i32, cg.clone(), ksm)?;
     let _ = daemon::request(&dir, &Request::Rescan);
     let err = cmd.exec();
+    let _ = agentmem_supervisor::hooks::release(&dir, &opts.name);
     dir.forget(&opts.name);
     cg.remove();
     Err(err).with_context(|| format!("starting {:?}", a.command[0]))
@@ -274,8 +284,9 @@ pub struct SuperviseArgs {
     /// Seconds between ticks.
     #[arg(long, default_value_t = 1.0)]
     pub tick: f64,
-    /// Bytes of I/O per tick (terminal, sockets, pipes, files) above which an
-    /// agent counts as active; raise it for agents that redraw a clock.
+    /// Replace idle inference (hooks, then terminal input and render learned
+    /// per agent: docs/real-agents.md) by the old fixed rule: more than this
+    /// many bytes of I/O in a tick, or 2% CPU, is activity. 0 (default): inference.
     #[arg(long, default_value_t = 0)]
     pub io_active_bytes: u64,
     /// Seconds between refault samples of reclaimed agents.
@@ -319,6 +330,7 @@ pub fn supervise(a: SuperviseArgs) -> Result<ExitCode> {
         mem_available_floor: a.mem_floor,
         cold_to_swap_file: !a.cold_in_zswap,
         io_active_bytes: a.io_active_bytes,
+        learned_idle: a.io_active_bytes == 0,
         drop_swap_cache: !a.keep_swap_cache,
         ..Config::default()
     };
