@@ -53,6 +53,8 @@ enum Command {
     Daemon(agentmem_daemon::Args),
     /// Print a running agentmemd's accounting as tables or JSON.
     Stats(cmd::stats::Args),
+    /// Serve the model APIs agent CLIs use on loopback, answering from recorded conversations.
+    ReplayModel(cmd::replay::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +78,7 @@ fn main() -> std::process::ExitCode {
             agentmem_daemon::run(args).map(|()| std::process::ExitCode::SUCCESS)
         }
         Command::Stats(args) => cmd::stats::run(args),
+        Command::ReplayModel(args) => cmd::replay::run(args),
     };
     match result {
         Ok(code) => code,

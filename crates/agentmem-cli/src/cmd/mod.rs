@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod cold;
+/// The replay model server (issue 12).
+pub mod replay;
 pub mod sim;
 pub mod simulate;
 pub mod stats;
