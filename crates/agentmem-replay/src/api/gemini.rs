@@ -95,7 +95,11 @@ pub fn sample_json(schema: &Value) -> Value {
     let kind = schema["type"].as_str().unwrap_or("object").to_lowercase();
     match kind.as_str() {
         "string" => json!("replayed"),
-        "number" | "integer" => json!(0),
+        // Gemini CLI's router validates a 1-100 score; take the schema's
+        // minimum where it gives one.
+        "number" | "integer" => schema["minimum"]
+            .as_f64()
+            .map_or(json!(1), |m| json!(m.max(1.0))),
         "boolean" => json!(false),
         "array" => json!([]),
         _ => {
