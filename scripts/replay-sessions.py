@@ -244,21 +244,25 @@ class Agent(threading.Thread):
             time.sleep(0.5)
         return False
 
-    def wait_turn(self, before, limit):
-        """Returns the time the turn was seen finished, or None on timeout."""
+    def final_sent(self, turn):
+        """The server has sent this trajectory's final answer for `turn`."""
+        s = self.b.sessions().get(str(self.traj["index"]))
+        return s is not None and s["last_final_turn"] >= turn
+
+    def wait_turn(self, turn, limit):
+        """Returns the time the turn was seen finished on screen, or None on
+        timeout. Finished: the server sent the turn's final answer, the CLI's
+        busy marker is gone and the screen has not changed for --settle s."""
         busy = BUSY[self.b.args.cli]
         poll = self.b.args.poll
-        seen_busy = False
         settled_since = None
-        last = None
-        start = time.time()
+        last = prev_time = None
+        answered = False
         while time.time() < limit:
             s = self.b.tmux.screen(self.target)
             now = time.time()
-            if busy.search(s):
-                seen_busy = True
-                settled_since = None
-            elif (seen_busy or (s != before and now - start > 3.0)) and s == last:
+            answered = answered or self.final_sent(turn)
+            if answered and not busy.search(s) and s == last:
                 if settled_since is None:
                     settled_since = prev_time
                 elif now - settled_since >= self.b.args.settle:
@@ -280,12 +284,14 @@ class Agent(threading.Thread):
                 if time.time() > self.b.stop_typing_at:
                     break
                 text = " ".join(text.split())
-                before = self.b.tmux.screen(self.target)
-                self.b.tmux("send-keys", "-t", self.target, "-l", "--", text)
+                # A bracketed paste, so that characters such as "?" (Gemini
+                # CLI's shortcut key) are taken as text.
+                self.b.tmux("set-buffer", "-b", f"b{self.i}", "--", text)
+                self.b.tmux("paste-buffer", "-p", "-d", "-b", f"b{self.i}", "-t", self.target)
                 time.sleep(0.3)  # let the CLI take the text before Enter
                 t0 = time.time()
                 self.b.tmux("send-keys", "-t", self.target, "Enter")
-                done = self.wait_turn(before, min(t0 + a.turn_timeout, self.b.hard_deadline))
+                done = self.wait_turn(k, min(t0 + a.turn_timeout, self.b.hard_deadline))
                 self.records.append({"agent": self.i, "turn": k, "typed_at": t0,
                                      "latency_s": None if done is None else done - t0})
                 if done is None:
@@ -305,6 +311,9 @@ class Bench:
         self.tmux = Tmux(f"replaybench{os.getpid()}")
         self.server = None
         self.samples = []
+        self.sessions_lock = threading.Lock()
+        self.sessions_at = 0.0
+        self.sessions_cache = {}
 
     def start_server(self):
         a = self.args
@@ -325,6 +334,14 @@ class Bench:
 
     def get(self, path):
         return json.loads(urllib.request.urlopen(self.url + path, timeout=10).read())
+
+    def sessions(self):
+        """Shared by every agent's poll: at most one request per --poll."""
+        with self.sessions_lock:
+            if time.time() - self.sessions_at >= self.args.poll / 2:
+                self.sessions_cache = self.get("/replay/sessions")
+                self.sessions_at = time.time()
+            return self.sessions_cache
 
     def sample_memory(self, stop):
         while not stop.wait(self.args.mem_interval):
@@ -405,6 +422,9 @@ class Bench:
         screen_errors = sum(len(ERROR[a.cli].findall(self.tmux.history(f"a{i}")))
                             for i in range(a.n))
         stats = self.get("/replay/stats")
+        for i in range(a.n):
+            with open(os.path.join(self.root, f"agent{i}.screen"), "w") as f:
+                f.write(self.tmux.history(f"a{i}"))
         records = [r for ag in agents for r in ag.records]
         done = [r["latency_s"] for r in records if r["latency_s"] is not None]
         per_agent = [sum(1 for r in ag.records if r["latency_s"] is not None) for ag in agents]
@@ -469,9 +489,13 @@ def main():
     if a.min_turns is None:
         a.min_turns = a.turns
     if a.data is None:
-        shared = os.path.join(REPO, "..", "shared", "data")
-        if os.path.isdir(shared):
-            a.data = shared
+        # The project's shared data set sits beside the checkout (or beside
+        # the worktrees' folder); without it the bundled sample is used.
+        for shared in (os.path.join(REPO, "..", "shared", "data"),
+                       os.path.join(REPO, "..", "..", "shared", "data")):
+            if os.path.isdir(shared):
+                a.data = os.path.abspath(shared)
+                break
     bench = Bench(a)
 
     def on_signal(signum, frame):

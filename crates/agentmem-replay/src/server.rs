@@ -85,6 +85,10 @@ struct Stats {
     /// Microseconds from request body in hand to answer encoded; capped so a
     /// long run cannot grow it without bound.
     handling_us: Vec<u32>,
+    /// Per trajectory: the last person turn whose final answer (text, no
+    /// tool call) was sent to a main-loop request (one that declared
+    /// tools), and how many such answers. A session driver waits for it.
+    finals: std::collections::HashMap<usize, (usize, u64)>,
 }
 
 const MAX_SAMPLES: usize = 1 << 20;
@@ -169,6 +173,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/models/{*rest}", post(gemini_route))
         .route("/replay/stats", get(stats))
         .route("/replay/trajectories", get(trajectories))
+        .route("/replay/sessions", get(sessions))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -358,6 +363,11 @@ async fn exchange(
         let mut st = s.stats.lock();
         st.exchanges += 1;
         st.exhausted += u64::from(answer.exhausted);
+        if answer.calls.is_empty() && !parsed.tools.names.is_empty() {
+            let e = st.finals.entry(answer.trajectory).or_insert((0, 0));
+            e.0 = e.0.max(answer.turn);
+            e.1 += 1;
+        }
         if st.handling_us.len() < MAX_SAMPLES {
             st.handling_us.push(handling_us);
         }
@@ -435,6 +445,16 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
         "handling_us": {"p50": percentile(&samples, 0.5), "p99": percentile(&samples, 0.99),
             "max": samples.last().copied().unwrap_or(0), "samples": samples.len()}
     }))
+}
+
+async fn sessions(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let st = s.stats.lock();
+    let map: serde_json::Map<String, Value> = st
+        .finals
+        .iter()
+        .map(|(t, (turn, n))| (t.to_string(), json!({"last_final_turn": turn, "finals": n})))
+        .collect();
+    Json(Value::Object(map))
 }
 
 #[derive(Debug, Deserialize)]
