@@ -376,7 +376,14 @@ class Bench:
         ensure_tools()
         cli = find_cli(a.cli, os.path.expanduser("~/.cache/agentmem-bench"))
         self.start_server()
-        trajectories = self.get(f"/replay/trajectories?min_turns={a.min_turns}")
+        # Only trajectories that typing their first message selects (several
+        # recorded runs share a first message), so each agent's progress can
+        # be followed on the server.
+        trajectories = [t for t in self.get(f"/replay/trajectories?min_turns={a.min_turns}")
+                        if t["canonical"]]
+        if len(trajectories) < a.n:
+            log(f"only {len(trajectories)} distinct trajectories with >= {a.min_turns} turns: "
+                "some agents share one (their turn ends are then told apart by screen only)")
         if not trajectories:
             raise RuntimeError(f"no trajectory with >= {a.min_turns} person turns in the data")
         rng = random.Random(a.seed)

@@ -175,7 +175,26 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/replay/trajectories", get(trajectories))
         .route("/replay/sessions", get(sessions))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(shared)
+}
+
+/// Every request at debug level (`RUST_LOG=agentmem_replay=debug`), to see
+/// all a CLI sends, health checks and token counting included.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let response = next.run(req).await;
+    tracing::debug!(%method, %uri, %agent, status = response.status().as_u16(), "request");
+    response
 }
 
 async fn root() -> &'static str {
@@ -482,7 +501,10 @@ async fn trajectories(
                 .flat_map(|pt| &pt.steps)
                 .map(|st| st.calls.len())
                 .sum();
-            json!({"index": i, "id": t.id, "steps": steps, "tool_calls": calls,
+            // Several recorded runs share a first message (one task, many
+            // models); typing it selects the first of them, the canonical one.
+            let canonical = s.replayer.library().find_by_first_person(&t.turns[0].person) == Some(i);
+            json!({"index": i, "id": t.id, "steps": steps, "tool_calls": calls, "canonical": canonical,
                 "turns": t.turns.iter().map(|pt| &pt.person).collect::<Vec<_>>()})
         })
         .collect();
