@@ -181,10 +181,7 @@ fn router(shared: Arc<Shared>) -> Router {
 
 /// Every request at debug level (`RUST_LOG=agentmem_replay=debug`), to see
 /// all a CLI sends, health checks and token counting included.
-async fn log_request(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let agent = req
         .headers()
