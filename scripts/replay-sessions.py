@@ -244,10 +244,26 @@ class Agent(threading.Thread):
             time.sleep(0.5)
         return False
 
-    def final_sent(self, turn):
-        """The server has sent this trajectory's final answer for `turn`."""
+    def progress(self, key, turn):
+        """The server's session progress `key` has reached `turn`."""
         s = self.b.sessions().get(str(self.traj["index"]))
-        return s is not None and s["last_final_turn"] >= turn
+        return s is not None and s[key] is not None and s[key] >= turn
+
+    def submit(self, turn):
+        """Presses Enter until the server sees this turn's first request: a
+        loaded CLI may drop an Enter that arrives while it still handles the
+        paste. Returns the time of the Enter that was taken and the presses."""
+        presses = 0
+        while presses < 4:
+            t0 = time.time()
+            self.b.tmux("send-keys", "-t", self.target, "Enter")
+            presses += 1
+            wait_until = t0 + self.b.args.submit_wait
+            while time.time() < wait_until:
+                if self.progress("last_request_turn", turn):
+                    return t0, presses
+                time.sleep(self.b.args.poll)
+        return None, presses
 
     def wait_turn(self, turn, limit):
         """Returns the time the turn was seen finished on screen, or None on
@@ -261,7 +277,7 @@ class Agent(threading.Thread):
         while time.time() < limit:
             s = self.b.tmux.screen(self.target)
             now = time.time()
-            answered = answered or self.final_sent(turn)
+            answered = answered or self.progress("last_final_turn", turn)
             if answered and not busy.search(s) and s == last:
                 if settled_since is None:
                     settled_since = prev_time
@@ -289,10 +305,15 @@ class Agent(threading.Thread):
                 self.b.tmux("set-buffer", "-b", f"b{self.i}", "--", text)
                 self.b.tmux("paste-buffer", "-p", "-d", "-b", f"b{self.i}", "-t", self.target)
                 time.sleep(0.3)  # let the CLI take the text before Enter
-                t0 = time.time()
-                self.b.tmux("send-keys", "-t", self.target, "Enter")
+                t0, presses = self.submit(k)
+                if t0 is None:
+                    self.records.append({"agent": self.i, "turn": k, "typed_at": time.time(),
+                                         "enter_presses": presses, "latency_s": None})
+                    log(f"agent {self.i}: turn {k} never reached the server")
+                    break
                 done = self.wait_turn(k, min(t0 + a.turn_timeout, self.b.hard_deadline))
                 self.records.append({"agent": self.i, "turn": k, "typed_at": t0,
+                                     "enter_presses": presses,
                                      "latency_s": None if done is None else done - t0})
                 if done is None:
                     log(f"agent {self.i}: turn {k} did not finish")
@@ -454,6 +475,7 @@ class Bench:
                                 "on_screen": screen_errors},
             "server": {"exchanges": stats["exchanges"], "exhausted": stats["exhausted"],
                        "handling_us": stats["handling_us"],
+                       "handling_cpu_us": stats["handling_cpu_us"],
                        "cpu_percent_active": round(100 * (cpu1 - cpu0) / max(1e-9, t_end - t_start), 3),
                        "idle": idle, "exchanges_during_turns": active_stats["exchanges"]},
             "memory": {"mem_available_drop_peak_mib": round((base_mem - min_avail) / 2**20, 1),
@@ -483,6 +505,8 @@ def main():
     p.add_argument("--poll", type=float, default=0.25, help="screen poll interval, s")
     p.add_argument("--settle", type=float, default=0.5, help="screen unchanged this long = turn done")
     p.add_argument("--turn-timeout", type=float, default=180.0)
+    p.add_argument("--submit-wait", type=float, default=8.0,
+                   help="seconds to wait for the server to see a turn before pressing Enter again")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--stagger", type=float, default=0.5, help="seconds between agent starts")
     p.add_argument("--deadline", type=float, default=1200.0, help="hard bound of the driving phase, s")

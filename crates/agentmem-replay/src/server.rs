@@ -82,13 +82,26 @@ struct Stats {
     bad_requests: u64,
     exhausted: u64,
     not_found: u64,
-    /// Microseconds from request body in hand to answer encoded; capped so a
+    /// Microseconds from request body in hand to answer encoded (wall
+    /// time: includes waiting for a CPU on a loaded machine); capped so a
     /// long run cannot grow it without bound.
     handling_us: Vec<u32>,
-    /// Per trajectory: the last person turn whose final answer (text, no
-    /// tool call) was sent to a main-loop request (one that declared
-    /// tools), and how many such answers. A session driver waits for it.
-    finals: std::collections::HashMap<usize, (usize, u64)>,
+    /// The same span in CPU time of the handling thread: the server's own
+    /// work, whatever the machine's load.
+    handling_cpu_us: Vec<u32>,
+    /// Per trajectory, what main-loop requests (those that declare tools)
+    /// have reached; a session driver follows its agent with it.
+    sessions: std::collections::HashMap<usize, SessionProgress>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SessionProgress {
+    /// The last person turn a request was answered for.
+    last_request_turn: Option<usize>,
+    /// The last person turn whose final answer (text, no tool call) was sent.
+    last_final_turn: Option<usize>,
+    /// How many final answers were sent.
+    finals: u64,
 }
 
 const MAX_SAMPLES: usize = 1 << 20;
@@ -308,6 +321,7 @@ async fn exchange(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    let cpu_started = thread_cpu();
     if let Some(dir) = &s.dump_dir {
         let n = {
             let st = s.stats.lock();
@@ -375,17 +389,23 @@ async fn exchange(
         Api::Gemini => gemini::body(&answer, &parsed),
     });
     let handling_us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    let handling_cpu_us =
+        u32::try_from(thread_cpu().saturating_sub(cpu_started).as_micros()).unwrap_or(u32::MAX);
     {
         let mut st = s.stats.lock();
         st.exchanges += 1;
         st.exhausted += u64::from(answer.exhausted);
-        if answer.calls.is_empty() && !parsed.tools.names.is_empty() {
-            let e = st.finals.entry(answer.trajectory).or_insert((0, 0));
-            e.0 = e.0.max(answer.turn);
-            e.1 += 1;
+        if !parsed.tools.names.is_empty() {
+            let e = st.sessions.entry(answer.trajectory).or_default();
+            e.last_request_turn = e.last_request_turn.max(Some(answer.turn));
+            if answer.calls.is_empty() {
+                e.last_final_turn = e.last_final_turn.max(Some(answer.turn));
+                e.finals += 1;
+            }
         }
         if st.handling_us.len() < MAX_SAMPLES {
             st.handling_us.push(handling_us);
+            st.handling_cpu_us.push(handling_cpu_us);
         }
     }
     let trajectory = &s.replayer.library().trajectories()[answer.trajectory].id;
@@ -402,6 +422,7 @@ async fn exchange(
         exhausted = answer.exhausted,
         output_tokens = answer.output_tokens,
         handling_us,
+        handling_cpu_us,
         "exchange"
     );
     match (events, whole) {
@@ -436,6 +457,16 @@ fn stream(events: Vec<Event>, pacing: crate::replay::Pacing) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// CPU time of the calling thread (the handler runs start to end on one
+/// thread: there is no await between the two readings).
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 fn percentile(sorted: &[u32], q: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -445,10 +476,11 @@ fn percentile(sorted: &[u32], q: f64) -> u32 {
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
-    let (mut samples, exchanges, bad, exhausted, not_found) = {
+    let (mut samples, mut cpu, exchanges, bad, exhausted, not_found) = {
         let st = s.stats.lock();
         (
             st.handling_us.clone(),
+            st.handling_cpu_us.clone(),
             st.exchanges,
             st.bad_requests,
             st.exhausted,
@@ -456,19 +488,28 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
         )
     };
     samples.sort_unstable();
+    cpu.sort_unstable();
     Json(json!({
         "exchanges": exchanges, "bad_requests": bad, "exhausted": exhausted, "not_found": not_found,
         "handling_us": {"p50": percentile(&samples, 0.5), "p99": percentile(&samples, 0.99),
-            "max": samples.last().copied().unwrap_or(0), "samples": samples.len()}
+            "max": samples.last().copied().unwrap_or(0), "samples": samples.len()},
+        "handling_cpu_us": {"p50": percentile(&cpu, 0.5), "p99": percentile(&cpu, 0.99),
+            "max": cpu.last().copied().unwrap_or(0), "total": cpu.iter().map(|&c| u64::from(c)).sum::<u64>()}
     }))
 }
 
 async fn sessions(State(s): State<Arc<Shared>>) -> Json<Value> {
     let st = s.stats.lock();
     let map: serde_json::Map<String, Value> = st
-        .finals
+        .sessions
         .iter()
-        .map(|(t, (turn, n))| (t.to_string(), json!({"last_final_turn": turn, "finals": n})))
+        .map(|(t, p)| {
+            (
+                t.to_string(),
+                json!({"last_request_turn": p.last_request_turn,
+                    "last_final_turn": p.last_final_turn, "finals": p.finals}),
+            )
+        })
         .collect();
     Json(Value::Object(map))
 }

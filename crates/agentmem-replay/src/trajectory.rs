@@ -143,24 +143,26 @@ impl Library {
                 }
             }
         }
-        if trajectories.is_empty() {
-            return Err(Error::NoData(path.to_path_buf()));
-        }
-        Ok(Library::from_trajectories(trajectories))
+        Library::from_trajectories(trajectories).ok_or_else(|| Error::NoData(path.to_path_buf()))
     }
 
-    /// Builds a library from trajectories already in memory (tests, tools).
-    pub fn from_trajectories(trajectories: Vec<Trajectory>) -> Library {
+    /// Builds a library from trajectories already in memory (tests, tools);
+    /// `None` when there is no trajectory with a person turn to replay.
+    pub fn from_trajectories(mut trajectories: Vec<Trajectory>) -> Option<Library> {
+        trajectories.retain(|t| !t.turns.is_empty());
+        if trajectories.is_empty() {
+            return None;
+        }
         let mut by_first_person = HashMap::new();
         for (i, t) in trajectories.iter().enumerate() {
             by_first_person
                 .entry(normalize(&t.turns[0].person))
                 .or_insert(i);
         }
-        Library {
+        Some(Library {
             trajectories,
             by_first_person,
-        }
+        })
     }
 
     /// All trajectories, in file order.
@@ -375,7 +377,7 @@ mod tests {
         }
         assert!(first.steps[2].calls.is_empty());
         assert_eq!(t.turns[1].steps[0].output_tokens, 7);
-        let lib = Library::from_trajectories(vec![t]);
+        let lib = Library::from_trajectories(vec![t]).unwrap();
         assert_eq!(lib.find_by_first_person("Cancel my booking"), Some(0));
         assert_eq!(lib.find_by_first_person("Cancel"), None);
     }

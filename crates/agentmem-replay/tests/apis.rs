@@ -323,7 +323,10 @@ fn refuses_non_loopback_addresses() {
         .enable_all()
         .build()
         .unwrap();
-    let lib = Library::from_trajectories(Vec::new());
+    assert!(Library::from_trajectories(Vec::new()).is_none());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.jsonl"), CONVERSATION.replace('\n', "")).unwrap();
+    let lib = Library::load(dir.path()).unwrap();
     let err = rt
         .block_on(ReplayServer::bind(
             Replayer::new(lib, 0, Latency::default()),
