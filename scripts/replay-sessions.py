@@ -474,6 +474,7 @@ class Bench:
                                 "server_not_found": stats["not_found"],
                                 "on_screen": screen_errors},
             "server": {"exchanges": stats["exchanges"], "exhausted": stats["exhausted"],
+                       "tool_calls": stats["tool_calls"],
                        "handling_us": stats["handling_us"],
                        "handling_cpu_us": stats["handling_cpu_us"],
                        "cpu_percent_active": round(100 * (cpu1 - cpu0) / max(1e-9, t_end - t_start), 3),

@@ -92,6 +92,8 @@ struct Stats {
     /// Per trajectory, what main-loop requests (those that declare tools)
     /// have reached; a session driver follows its agent with it.
     sessions: std::collections::HashMap<usize, SessionProgress>,
+    /// Tool calls sent, by tool name.
+    tool_calls: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -395,6 +397,9 @@ async fn exchange(
         let mut st = s.stats.lock();
         st.exchanges += 1;
         st.exhausted += u64::from(answer.exhausted);
+        for c in &answer.calls {
+            *st.tool_calls.entry(c.name.clone()).or_default() += 1;
+        }
         if !parsed.tools.names.is_empty() {
             let e = st.sessions.entry(answer.trajectory).or_default();
             e.last_request_turn = e.last_request_turn.max(Some(answer.turn));
@@ -476,7 +481,7 @@ fn percentile(sorted: &[u32], q: f64) -> u32 {
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
-    let (mut samples, mut cpu, exchanges, bad, exhausted, not_found) = {
+    let (mut samples, mut cpu, exchanges, bad, exhausted, not_found, tool_calls) = {
         let st = s.stats.lock();
         (
             st.handling_us.clone(),
@@ -485,12 +490,13 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
             st.bad_requests,
             st.exhausted,
             st.not_found,
+            st.tool_calls.clone(),
         )
     };
     samples.sort_unstable();
     cpu.sort_unstable();
     Json(json!({
-        "exchanges": exchanges, "bad_requests": bad, "exhausted": exhausted, "not_found": not_found,
+        "exchanges": exchanges, "tool_calls": tool_calls, "bad_requests": bad, "exhausted": exhausted, "not_found": not_found,
         "handling_us": {"p50": percentile(&samples, 0.5), "p99": percentile(&samples, 0.99),
             "max": samples.last().copied().unwrap_or(0), "samples": samples.len()},
         "handling_cpu_us": {"p50": percentile(&cpu, 0.5), "p99": percentile(&cpu, 0.99),
