@@ -237,11 +237,36 @@ class Agent(threading.Thread):
         self.error = None
 
     def wait_ready(self, deadline):
+        """The prompt marker is on screen and the screen has been still for
+        2 s: Gemini CLI shows its prompt before it takes input, and a paste
+        that arrives too early loses its first characters."""
         ready = READY[self.b.args.cli]
+        last, since = None, time.time()
         while time.time() < deadline:
-            if ready.search(self.b.tmux.screen(self.target)):
+            s = self.b.tmux.screen(self.target)
+            if s != last:
+                last, since = s, time.time()
+            elif ready.search(s) and time.time() - since >= 2.0:
                 return True
             time.sleep(0.5)
+        return False
+
+    def paste(self, text):
+        """Pastes `text` (bracketed, so "?" or "!" are not shortcuts) and
+        checks that its start shows in the input; retries after clearing."""
+        # Compared without whitespace: the input box wraps long lines.
+        probe = "".join(text.split())[:16]
+        for _ in range(3):
+            self.b.tmux("set-buffer", "-b", f"b{self.i}", "--", text)
+            self.b.tmux("paste-buffer", "-p", "-d", "-b", f"b{self.i}", "-t", self.target)
+            for _ in range(20):
+                time.sleep(0.25)
+                if probe in "".join(self.b.tmux.screen(self.target).split()):
+                    return True
+            # Clear whatever got in (and leave a shell mode a stray "!" opened).
+            self.b.tmux("send-keys", "-t", self.target, "Escape")
+            self.b.tmux("send-keys", "-t", self.target, "C-u")
+            time.sleep(1.0)
         return False
 
     def progress(self, key, turn):
@@ -300,10 +325,8 @@ class Agent(threading.Thread):
                 if time.time() > self.b.stop_typing_at:
                     break
                 text = " ".join(text.split())
-                # A bracketed paste, so that characters such as "?" (Gemini
-                # CLI's shortcut key) are taken as text.
-                self.b.tmux("set-buffer", "-b", f"b{self.i}", "--", text)
-                self.b.tmux("paste-buffer", "-p", "-d", "-b", f"b{self.i}", "-t", self.target)
+                if not self.paste(text):
+                    log(f"agent {self.i}: turn {k}: the pasted text never showed")
                 time.sleep(0.3)  # let the CLI take the text before Enter
                 t0, presses = self.submit(k)
                 if t0 is None:
@@ -506,7 +529,7 @@ def main():
     p.add_argument("--poll", type=float, default=0.25, help="screen poll interval, s")
     p.add_argument("--settle", type=float, default=0.5, help="screen unchanged this long = turn done")
     p.add_argument("--turn-timeout", type=float, default=180.0)
-    p.add_argument("--submit-wait", type=float, default=8.0,
+    p.add_argument("--submit-wait", type=float, default=15.0,
                    help="seconds to wait for the server to see a turn before pressing Enter again")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--stagger", type=float, default=0.5, help="seconds between agent starts")
