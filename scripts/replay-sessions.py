@@ -434,7 +434,6 @@ class Bench:
         rng.shuffle(trajectories)
         base_mem = meminfo()["MemAvailable"]
         oom0 = vmstat("oom_kill")
-        self.tmux("start-server", check=False)
         agents = []
         for i in range(a.n):
             home = os.path.join(self.root, f"agent{i}")
@@ -442,8 +441,11 @@ class Bench:
             os.makedirs(home)
             env, extra = write_configs(a.cli, home, work, self.url)
             envs = [f"{k}={v}" for k, v in env.items()]
-            self.tmux("new-session", "-d", "-s", f"a{i}", "-x", "160", "-y", "50", "-c", work,
-                      "env", "-i", *envs, cli, *extra)
+            new = ["new-session", "-d", "-s", f"a{i}", "-x", "160", "-y", "50", "-c", work,
+                   "env", "-i", *envs, cli, *extra]
+            if self.tmux(*new, check=False).returncode != 0:
+                time.sleep(1)  # a tmux server still starting or stopping: once more
+                self.tmux(*new)
             agents.append(Agent(i, self, trajectories[i % len(trajectories)],
                                 random.Random(a.seed * 1000 + i)))
             time.sleep(a.stagger)
