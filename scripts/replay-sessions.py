@@ -365,6 +365,7 @@ class Bench:
                "--seed", str(a.seed), "--latency-scale", str(a.latency_scale)]
         if a.data:
             cmd += ["--data", a.data]
+        cmd += a.server_arg
         self.server_log = open(os.path.join(self.root, "server.log"), "w")
         self.server = subprocess.Popen(cmd, stdout=self.server_log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{a.port}"
@@ -541,6 +542,8 @@ def main():
     p.add_argument("--mem-interval", type=float, default=10.0)
     p.add_argument("--agentmem", default=None, help="agentmem binary (default: target/release, built if absent)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--server-arg", action="append", default=[],
+                   help="extra replay-model argument, e.g. --server-arg=--dump-requests=/tmp/d")
     p.add_argument("--out", default=None, help="write summary and per-turn records as JSON")
     a = p.parse_args()
     if a.min_turns is None:
