@@ -403,10 +403,6 @@ async fn exchange(
         if !parsed.tools.names.is_empty() {
             let e = st.sessions.entry(answer.trajectory).or_default();
             e.last_request_turn = e.last_request_turn.max(Some(answer.turn));
-            if answer.calls.is_empty() {
-                e.last_final_turn = e.last_final_turn.max(Some(answer.turn));
-                e.finals += 1;
-            }
         }
         if st.handling_us.len() < MAX_SAMPLES {
             st.handling_us.push(handling_us);
@@ -430,17 +426,47 @@ async fn exchange(
         handling_cpu_us,
         "exchange"
     );
+    // A final answer to a main-loop request counts once it has all been
+    // sent: a driver that types the next turn earlier would interrupt it.
+    let done = (answer.calls.is_empty() && !parsed.tools.names.is_empty()).then(|| FinalAnswer {
+        shared: s.clone(),
+        trajectory: answer.trajectory,
+        turn: answer.turn,
+    });
     match (events, whole) {
-        (Some(events), _) => stream(events, answer.pacing),
+        (Some(events), _) => stream(events, answer.pacing, done),
         (None, Some(body)) => {
             tokio::time::sleep(api::whole_answer_delay(&answer)).await;
+            if let Some(d) = done {
+                d.record();
+            }
             Json(body).into_response()
         }
         (None, None) => unreachable!("either streamed or whole"),
     }
 }
 
-fn stream(events: Vec<Event>, pacing: crate::replay::Pacing) -> Response {
+/// A turn's final answer, recorded in the session progress once sent.
+struct FinalAnswer {
+    shared: Arc<Shared>,
+    trajectory: usize,
+    turn: usize,
+}
+
+impl FinalAnswer {
+    fn record(self) {
+        let mut st = self.shared.stats.lock();
+        let e = st.sessions.entry(self.trajectory).or_default();
+        e.last_final_turn = e.last_final_turn.max(Some(self.turn));
+        e.finals += 1;
+    }
+}
+
+fn stream(
+    events: Vec<Event>,
+    pacing: crate::replay::Pacing,
+    done: Option<FinalAnswer>,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         tokio::time::sleep(pacing.first_token).await;
@@ -452,6 +478,9 @@ fn stream(events: Vec<Event>, pacing: crate::replay::Pacing) -> Response {
                 // The client went away (a CLI interrupted by its person).
                 return;
             }
+        }
+        if let Some(d) = done {
+            d.record();
         }
     });
     Response::builder()
