@@ -256,13 +256,17 @@ class Agent(threading.Thread):
         checks that its start shows in the input; retries after clearing."""
         # Compared without whitespace: the input box wraps long lines.
         probe = "".join(text.split())[:16]
-        for _ in range(3):
+        for attempt in range(3):
             self.b.tmux("set-buffer", "-b", f"b{self.i}", "--", text)
             self.b.tmux("paste-buffer", "-p", "-d", "-b", f"b{self.i}", "-t", self.target)
             for _ in range(20):
                 time.sleep(0.25)
-                if probe in "".join(self.b.tmux.screen(self.target).split()):
+                screen = "".join(self.b.tmux.screen(self.target).split())
+                # Codex shows a long paste as "[Pasted Content N chars]".
+                if probe in screen or "[Pasted" in screen:
                     return True
+            if attempt == 2:
+                break  # leave the last paste in: Enter may still take it
             # Clear whatever got in (and leave a shell mode a stray "!" opened).
             self.b.tmux("send-keys", "-t", self.target, "Escape")
             self.b.tmux("send-keys", "-t", self.target, "C-u")
