@@ -59,6 +59,8 @@ enum Command {
     Daemon(agentmem_daemon::Args),
     /// Print a running agentmemd's accounting as tables or JSON.
     Stats(cmd::stats::Args),
+    /// Serve the model APIs agent CLIs use on loopback, answering from recorded conversations.
+    ReplayModel(cmd::replay::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +87,7 @@ fn main() -> std::process::ExitCode {
             .map(|()| std::process::ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
         Command::Stats(args) => cmd::stats::run(args),
+        Command::ReplayModel(args) => cmd::replay::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,8 @@
 pub mod cold;
 /// Agents that say their state: `state`, `unhook` (issue 11).
 pub mod hooks;
+/// The replay model server (issue 12).
+pub mod replay;
 pub mod sim;
 pub mod simulate;
 pub mod stats;
