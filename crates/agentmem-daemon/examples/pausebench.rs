@@ -10,7 +10,8 @@
 //! puts N (default 4,000) private 8 KiB units of real messages from the
 //! bundled sample; client A puts a ~1 KiB unit and gets it in a loop on
 //! its own thread. B then pauses and resumes, `--cycles` times (default
-//! 3). Printed: A's get latency (p50, p99, max) while B is idle, while B's
+//! 3). `--workers N` sets the daemon's async worker threads (default:
+//! one per core). Printed: A's get latency (p50, p99, max) while B is idle, while B's
 //! pause runs and while B's resume runs, and how long B's calls took.
 //! Target: p99 at most 1 ms and max at most 5 ms during pause and resume.
 
@@ -53,12 +54,16 @@ fn messages() -> Vec<Vec<u8>> {
 fn main() {
     let mut units = 4000usize;
     let mut cycles = 3usize;
+    let mut workers = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--units" => units = args.next().expect("--units N").parse().expect("a number"),
             "--cycles" => cycles = args.next().expect("--cycles N").parse().expect("a number"),
-            other => panic!("unknown argument {other:?}; expected --units N, --cycles N"),
+            "--workers" => workers = args.next().expect("--workers N").parse().expect("a number"),
+            other => {
+                panic!("unknown argument {other:?}; expected --units N, --cycles N, --workers N")
+            }
         }
     }
     let msgs = messages();
@@ -78,8 +83,11 @@ fn main() {
     };
     let (stop_daemon, stop_rx) = tokio::sync::watch::channel(false);
     let daemon = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        if workers > 0 {
+            rt.worker_threads(workers);
+        }
+        rt.enable_all()
             .build()
             .unwrap()
             .block_on(agentmem_daemon::serve(cfg, stop_rx))
