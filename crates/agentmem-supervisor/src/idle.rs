@@ -22,7 +22,8 @@
 //!   exactly 8 bytes each, so idle noise contributes nothing however busy
 //!   it is, while any redraw does. A render above the agent's threshold is
 //!   activity when it lasts two ticks in a row (output, a spinner, a
-//!   person typing); a lone redraw is not, whatever its size (an idle Codex
+//!   person typing; five when the agent is paged out, as refaults stretch
+//!   a redraw); a lone redraw is not, whatever its size (an idle Codex
 //!   redraws 103 B now and then, and its whole screen, 24 KB, about 5
 //!   minutes after it starts). A word typed within the 8-second window of
 //!   the previous keystroke is seen only this way.
@@ -62,6 +63,12 @@ pub struct IdleConfig {
     pub render_floor: f64,
     /// The learned render threshold never goes above this. Default: 4096.
     pub render_ceiling: f64,
+    /// Ticks in a row a render must last to be activity. Default: 2.
+    pub render_ticks: u32,
+    /// The same for an agent that is paged out: refaults stretch a lone
+    /// timer redraw over several ticks (an idle, reclaimed Codex's
+    /// 5-minute full-screen redraw spans two). Default: 5.
+    pub render_ticks_asleep: u32,
     /// CPU (fraction of one core) that counts as work when sustained. Default: 0.25.
     pub cpu_sustained: f64,
     /// For how many ticks in a row. Default: 2.
@@ -93,6 +100,8 @@ impl Default for IdleConfig {
         IdleConfig {
             render_floor: 16.0,
             render_ceiling: 4096.0,
+            render_ticks: 2,
+            render_ticks_asleep: 5,
             cpu_sustained: 0.25,
             cpu_ticks: 2,
             io_floor: 4096.0,
@@ -139,6 +148,9 @@ pub struct Sample {
     pub input: bool,
     /// Whether the agent has a terminal.
     pub tty: bool,
+    /// Whether the agent is paged out (set by the caller; see
+    /// [`IdleConfig::render_ticks_asleep`]).
+    pub asleep: bool,
 }
 
 impl Sample {
@@ -156,6 +168,7 @@ impl Sample {
             render: wchar.saturating_sub(8 * calls) as f64 / dt,
             input: prev.tty_atime != 0 && cur.tty_atime > prev.tty_atime,
             tty: cur.tty,
+            asleep: false,
         }
     }
 }
@@ -217,8 +230,8 @@ pub struct Detector {
     io: Noise,
     cpu: Noise,
     hot: u32,
-    /// The previous tick rendered above the threshold.
-    drew: bool,
+    /// Ticks in a row rendered above the threshold.
+    drew: u32,
     /// Thresholds in force, and quiet ticks learned since they were computed
     /// (quantiles are recomputed every [`RECOMPUTE_EVERY`] learned ticks, not
     /// every tick: a sort of `window` values per agent per second adds up
@@ -270,10 +283,15 @@ impl Detector {
             0
         };
         let drew = s.tty && s.render > render_t;
-        let was_drawing = std::mem::replace(&mut self.drew, drew);
+        self.drew = if drew { self.drew + 1 } else { 0 };
+        let needed = if s.asleep {
+            cfg.render_ticks_asleep
+        } else {
+            cfg.render_ticks
+        };
         let reason = if s.input {
             Some(Reason::Input)
-        } else if drew && was_drawing {
+        } else if drew && self.drew >= needed.max(1) {
             Some(Reason::Render)
         } else if self.hot >= cfg.cpu_ticks {
             Some(Reason::Cpu)
@@ -398,6 +416,7 @@ mod tests {
             render,
             input: false,
             tty: true,
+            asleep: false,
         }
     }
 
@@ -476,6 +495,29 @@ mod tests {
             ..tick(0.0, 0.0)
         };
         assert_eq!(d.observe(&key, &cfg, true), Some(Reason::Input));
+    }
+
+    #[test]
+    fn a_paged_out_agent_needs_a_longer_render_to_wake() {
+        let cfg = IdleConfig::default();
+        let mut d = Detector::default();
+        let asleep = |r| Sample {
+            asleep: true,
+            ..tick(r, 0.0)
+        };
+        for _ in 1..cfg.render_ticks_asleep {
+            assert_eq!(d.observe(&asleep(24_624.0), &cfg, false), None);
+        }
+        assert_eq!(
+            d.observe(&asleep(300.0), &cfg, false),
+            Some(Reason::Render),
+            "output that goes on"
+        );
+        let key = Sample {
+            input: true,
+            ..asleep(0.0)
+        };
+        assert_eq!(d.observe(&key, &cfg, false), Some(Reason::Input));
     }
 
     #[test]

@@ -882,7 +882,10 @@ impl Supervisor {
         }
         let c = a.counters();
         let reason = if cfg.learned_idle {
-            let sample = idle::Sample::between(&a.last, &c, dt, tps);
+            let sample = idle::Sample {
+                asleep: a.state == AgentState::Reclaimed,
+                ..idle::Sample::between(&a.last, &c, dt, tps)
+            };
             // Refaults right after a page-out or a resume are not the agent's habits.
             let learn =
                 a.resumed.is_none() && matches!(a.state, AgentState::Active | AgentState::Idle);
