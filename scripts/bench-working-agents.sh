@@ -25,7 +25,7 @@ for cli in $CLIS; do
 done
 python3 - "$OUT" <<'PY'
 import glob, json, os, sys
-print("| CLI | N | turns done | agents with all turns | turns/min | turn p50 / p99 (s) | PSS per agent (MiB) | MemAvailable drop (MiB) | protocol errors (server / screen) | OOM kills | server handling p99 (µs) | server CPU idle (%) |")
+print("| CLI | N | turns done | agents with all turns | turns/min | turn p50 / p99 (s) | PSS per agent (MiB) | MemAvailable drop (MiB) | protocol errors (server / screen) | OOM kills | server handling p99, CPU / wall (µs) | server CPU idle (%) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "*-*.json"))):
     if f.endswith(".summary.json"):
@@ -37,5 +37,5 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "*-*.json"))):
     print(f"| {s['cli']} | {s['n']} | {s['turns_completed']} | {s['agents_with_all_turns']} | {s['turns_per_minute']} "
           f"| {fmt(lat['p50'])} / {fmt(lat['p99'])} | {m['pss_per_agent_mib']} | {m['mem_available_drop_peak_mib']} "
           f"| {pe['server_bad_requests'] + pe['server_not_found']} / {pe['on_screen']} | {s['oom_kills']} "
-          f"| {srv['handling_us']['p99']} | {fmt(idle)} |")
+          f"| {srv.get('handling_cpu_us', {}).get('p99', '—')} / {srv['handling_us']['p99']} | {fmt(idle)} |")
 PY
