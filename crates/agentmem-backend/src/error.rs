@@ -99,7 +99,7 @@ pub enum Error {
     /// The store refused or failed. The message includes its causes (a
     /// cold-tier failure says which file and why), since the bindings show
     /// only this one string.
-    #[error("{}", with_causes(.0))]
+    #[error("{}", agentmem_core::error_report(.0))]
     Store(#[from] agentmem_core::Error),
     /// A call on a closed context.
     #[error("this agentmem context is closed: open a new one to keep working")]
@@ -130,21 +130,6 @@ pub enum Error {
         /// What the daemon said.
         message: String,
     },
-}
-
-/// `e: cause: cause …`, skipping causes whose text `e` already shows.
-fn with_causes(e: &agentmem_core::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 impl Error {

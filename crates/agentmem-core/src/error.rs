@@ -155,3 +155,19 @@ pub fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// `e: cause: cause …` for a person, skipping causes whose text is already
+/// shown (many errors repeat their source's message).
+pub fn report(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cause = c.source();
+    }
+    out
+}

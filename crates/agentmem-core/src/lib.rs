@@ -103,7 +103,7 @@ mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::DictionaryInfo;
-pub use error::{is_no_space, Error, Result};
+pub use error::{is_no_space, report as error_report, Error, Result};
 pub use policy::{EvictionPolicy, PolicyKind, UnitKey};
 pub use redo::{Durability, RedoError};
 pub use stats::{AgentStats, KindStats, MemStats, Stats, TierStats};

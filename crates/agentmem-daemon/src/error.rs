@@ -57,17 +57,4 @@ impl<T> Context<T> for agentmem_core::Result<T> {
     }
 }
 
-/// `e: cause: cause …` for a person.
-pub fn report(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cause = c.source();
-    }
-    out
-}
+pub use agentmem_core::error_report as report;

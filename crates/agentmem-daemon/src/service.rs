@@ -206,26 +206,11 @@ fn store_err(agent: AgentId, id: Option<&ContentId>, e: StoreError) -> Response 
             format!(
                 "the filesystem of the daemon's data directory is full ({}): writes are \
                  refused until space returns, reads and releases keep working",
-                with_causes(other)
+                agentmem_core::error_report(other)
             ),
         ),
-        other => err(ErrorCode::Store, with_causes(&other)),
+        other => err(ErrorCode::Store, agentmem_core::error_report(&other)),
     }
-}
-
-/// `e: cause: cause …`, so that an answer says which file and why.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 impl Service {
