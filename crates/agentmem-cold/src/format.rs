@@ -161,6 +161,14 @@ pub fn decode(b: &[u8]) -> std::result::Result<Record<'_>, String> {
             h.crc
         ));
     }
+    // Written as zeros; anything else is not a record this code wrote (and
+    // would not encode back to the same bytes).
+    if b[9..12] != [0; 3] {
+        return Err(format!(
+            "reserved header bytes are {:02x?}, not zero",
+            &b[9..12]
+        ));
+    }
     let kind = match h.kind {
         1 => RecordKind::Put,
         2 => RecordKind::Delete,
@@ -238,6 +246,19 @@ mod tests {
             assert!(decode(&bad).is_err(), "flip of bit {i} not detected");
         }
         assert!(decode(&r[..r.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn reserved_header_bytes_must_be_zero() {
+        // Found by the `record` fuzz target: a header whose reserved bytes
+        // are not zero but whose checksum holds decoded, and encoded back
+        // to other bytes.
+        let mut r = encode(RecordKind::Delete, &[0xd6; 32], 7, b"");
+        r[9..12].copy_from_slice(&[0xd6; 3]);
+        let crc = crc32c::crc32c(&r[4..]);
+        r[..4].copy_from_slice(&crc.to_le_bytes());
+        let err = decode(&r).expect_err("reserved bytes set");
+        assert!(err.contains("reserved"), "{err}");
     }
 
     #[test]
