@@ -6,20 +6,8 @@ use std::sync::Arc;
 use agentmem_core::prelude::*;
 use agentmem_core::tier::DiskTier;
 
-fn message(a: usize, i: usize) -> Vec<u8> {
-    // Hex of a hash stream: compresses about 2x, like real tool output.
-    let mut noise = vec![0u8; 100 + (a * 7 + i) % 400];
-    blake3::Hasher::new()
-        .update(&[a as u8, i as u8, (i >> 8) as u8])
-        .finalize_xof()
-        .fill(&mut noise);
-    let hex: String = noise.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        r#"{{"role":"{}","content":"agent {a} message {i}: {hex}"}}"#,
-        if i % 2 == 0 { "user" } else { "assistant" },
-    )
-    .into_bytes()
-}
+mod common;
+use common::message;
 
 #[test]
 fn units_go_cold_under_the_ram_budget_and_come_back_byte_exact() {
