@@ -228,21 +228,8 @@ fn a_second_open_of_the_same_directory_is_refused() {
 
 #[test]
 fn a_full_disk_keeps_units_in_ram_and_the_store_working() {
-    use agentmem_cold::storage::{Faults, MemStorage};
-    let mem = MemStorage::new();
-    let tier = DiskTier::builder()
-        .sync_interval(None)
-        .open_storage(Arc::new(mem.clone()))
-        .unwrap();
-    let store = Store::builder()
-        .ram_budget(64 << 10)
-        .cold_tier(Arc::new(tier.clone()))
-        .build()
-        .unwrap();
-    let a = store
-        .register_agent("a", &TenantId::new("t"), Importance::default())
-        .unwrap();
-    let conv = store.create_conversation(a).unwrap();
+    use agentmem_cold::storage::Faults;
+    let (mem, store, a, conv) = common::small_store_on_mem_storage();
     mem.set_faults(Faults {
         fail_writes_after: Some(0),
         disk_full: true,

@@ -15,21 +15,8 @@ use common::message;
 /// took must be tried again, so the store gets back under its budget.
 #[test]
 fn a_failed_spill_returns_every_victim_and_the_store_gets_back_under_budget() {
-    use agentmem_cold::storage::{Faults, MemStorage};
-    let mem = MemStorage::new();
-    let tier = DiskTier::builder()
-        .sync_interval(None)
-        .open_storage(Arc::new(mem.clone()))
-        .unwrap();
-    let store = Store::builder()
-        .ram_budget(64 << 10)
-        .cold_tier(Arc::new(tier.clone()))
-        .build()
-        .unwrap();
-    let a = store
-        .register_agent("a", &TenantId::new("t"), Importance::default())
-        .unwrap();
-    let conv = store.create_conversation(a).unwrap();
+    use agentmem_cold::storage::Faults;
+    let (mem, store, a, conv) = common::small_store_on_mem_storage();
     let mut blobs = Vec::new();
     mem.set_faults(Faults {
         fail_writes_after: Some(0),
