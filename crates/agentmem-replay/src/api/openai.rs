@@ -69,23 +69,7 @@ pub fn parse_responses(body: &Value, body_len: usize) -> Result<Parsed, BadReque
             ))
         }
     }
-    let mut parsed = Parsed {
-        items,
-        stream: body["stream"].as_bool().unwrap_or(false),
-        model: model.to_owned(),
-        input_tokens: estimate_tokens(body_len),
-        ..Parsed::default()
-    };
-    parsed.tools.names = body["tools"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| text_of(&t["name"]).or_else(|| text_of(&t["function"]["name"])))
-                .collect()
-        })
-        .unwrap_or_default();
-    finish(&mut parsed, &system);
-    Ok(parsed)
+    Ok(parsed_request(body, model, body_len, items, &system))
 }
 
 /// Parses a Chat Completions request body.
@@ -111,6 +95,20 @@ pub fn parse_chat(body: &Value, body_len: usize) -> Result<Parsed, BadRequest> {
             }
         }
     }
+    Ok(parsed_request(body, model, body_len, items, &system))
+}
+
+/// What both OpenAI request kinds share once their items are read: the
+/// stream flag, the model, the token estimate and the declared tool names
+/// (Responses puts a tool's name at the top, Chat Completions under
+/// `function`).
+fn parsed_request(
+    body: &Value,
+    model: &str,
+    body_len: usize,
+    items: Vec<Item>,
+    system: &str,
+) -> Parsed {
     let mut parsed = Parsed {
         items,
         stream: body["stream"].as_bool().unwrap_or(false),
@@ -122,12 +120,12 @@ pub fn parse_chat(body: &Value, body_len: usize) -> Result<Parsed, BadRequest> {
         .as_array()
         .map(|ts| {
             ts.iter()
-                .filter_map(|t| text_of(&t["function"]["name"]))
+                .filter_map(|t| text_of(&t["name"]).or_else(|| text_of(&t["function"]["name"])))
                 .collect()
         })
         .unwrap_or_default();
-    finish(&mut parsed, &system);
-    Ok(parsed)
+    finish(&mut parsed, system);
+    parsed
 }
 
 fn response_id(a: &Answer) -> String {
